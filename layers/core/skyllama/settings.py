@@ -1,0 +1,214 @@
+"""Settings, read once from the environment: Ollama's variable names first, ``SKYLLAMA_`` for the rest.
+
+Build them in the composition root (``Settings.from_env()``); the library never reads the
+environment at import time. A bad value stops start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .durations import parse_duration
+from .errors import InvalidDuration
+
+DEFAULT_PORT = 11434
+
+
+class SettingsError(ValueError):
+    """A configuration value is invalid; the message names the environment variable."""
+
+
+@dataclass(frozen=True)
+class HostAddress:
+    """Where the server listens, parsed from OLLAMA_HOST as Ollama parses it."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str = ""
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+def parse_host(value: str) -> HostAddress:
+    """``host``, ``host:port``, ``scheme://host:port[/path]``; empty means 127.0.0.1:11434."""
+    text = (value or "").strip()
+    scheme, sep, hostport = text.partition("://")
+    default_port = DEFAULT_PORT
+    if not sep:
+        scheme, hostport = "http", text
+    elif scheme == "http":
+        default_port = 80
+    elif scheme == "https":
+        default_port = 443
+    else:
+        raise SettingsError(f"OLLAMA_HOST: unsupported scheme {scheme!r} (use http or https)")
+    hostport, slash, path = hostport.partition("/")
+    path = f"/{path}".rstrip("/") if slash else ""
+    host, port_text = hostport, ""
+    if hostport.startswith("["):  # [::1]:port
+        end = hostport.find("]")
+        if end < 0:
+            raise SettingsError(f"OLLAMA_HOST: bad address {value!r}")
+        host, rest = hostport[1:end], hostport[end + 1 :]
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif hostport.count(":") == 1:
+        host, port_text = hostport.split(":")
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise SettingsError(f"OLLAMA_HOST: invalid port {port_text!r}")
+        port = int(port_text)
+    else:
+        port = default_port
+    if hostport.startswith(":"):
+        host = "0.0.0.0"
+    return HostAddress(scheme=scheme, host=host or "127.0.0.1", port=port, path=path)
+
+
+def _default_models_dir() -> Path:
+    return Path.home() / ".skyllama" / "models"
+
+
+class Settings(BaseSettings):
+    """Every setting of skyllama, with the environment variable that sets it."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", case_sensitive=True)
+
+    host: str = Field("127.0.0.1:11434", validation_alias=AliasChoices("OLLAMA_HOST", "host"),
+                      description="Address to listen on: host, host:port or scheme://host:port.")
+    models: Path = Field(default_factory=_default_models_dir,
+                         validation_alias=AliasChoices("OLLAMA_MODELS", "models"),
+                         description="Model folder in Ollama's layout (default ~/.skyllama/models; "
+                                     "point it at ~/.ollama/models to share Ollama's).")
+    keep_alive: float = Field(300.0, validation_alias=AliasChoices("OLLAMA_KEEP_ALIVE", "keep_alive"),
+                              description="Default keep_alive: Go duration or seconds; negative = forever.")
+    max_loaded_models: int = Field(0, ge=0, validation_alias=AliasChoices("OLLAMA_MAX_LOADED_MODELS",
+                                                                          "max_loaded_models"),
+                                   description="Models kept loaded at once (0 = 3 on CPU), LRU eviction.")
+    num_parallel: int = Field(1, ge=0, le=256, validation_alias=AliasChoices("OLLAMA_NUM_PARALLEL", "num_parallel"),
+                              description="Concurrent requests per loaded model (0 = 1).")
+    max_queue: int = Field(512, ge=0, validation_alias=AliasChoices("OLLAMA_MAX_QUEUE", "max_queue"),
+                           description="Requests allowed to wait; beyond it the answer is 503 at once.")
+    origins: str = Field("", validation_alias=AliasChoices("OLLAMA_ORIGINS", "origins"),
+                         description="Extra allowed CORS origins, comma-separated.")
+    context_length: int = Field(4096, ge=0, validation_alias=AliasChoices("OLLAMA_CONTEXT_LENGTH", "context_length"),
+                                description="Default num_ctx when neither the request nor the model sets one.")
+    flash_attention: bool = Field(False, validation_alias=AliasChoices("OLLAMA_FLASH_ATTENTION", "flash_attention"),
+                                  description="Use flash attention in llama.cpp.")
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] = Field(
+        "f16", validation_alias=AliasChoices("OLLAMA_KV_CACHE_TYPE", "kv_cache_type"),
+        description="KV cache type (f16, q8_0, q4_0).")
+    backend: Literal["local", "aws"] = Field("local", validation_alias=AliasChoices("SKYLLAMA_BACKEND", "backend"),
+                                             description="Storage backend: local folder + SQLite, or S3 + DynamoDB.")
+    state_db: Path | None = Field(None, validation_alias=AliasChoices("SKYLLAMA_STATE_DB", "state_db"),
+                                  description="SQLite state file (default <models>/.skyllama/state.db).")
+    max_num_ctx: int = Field(131072, ge=256, validation_alias=AliasChoices("SKYLLAMA_MAX_NUM_CTX", "max_num_ctx"),
+                             description="Largest num_ctx a request may ask for.")
+    max_request_bytes: int = Field(64 << 20, ge=1024,
+                                   validation_alias=AliasChoices("SKYLLAMA_MAX_REQUEST_BYTES", "max_request_bytes"),
+                                   description="Largest JSON request body (blob uploads are streamed, not capped by it).")
+    max_blob_bytes: int = Field(256 << 30, ge=1024,
+                                validation_alias=AliasChoices("SKYLLAMA_MAX_BLOB_BYTES", "max_blob_bytes"),
+                                description="Largest blob upload.")
+    num_thread: int = Field(0, ge=0, validation_alias=AliasChoices("SKYLLAMA_NUM_THREAD", "num_thread"),
+                            description="llama.cpp threads (0 = physical cores).")
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _keep_alive(cls, value: Any) -> float:
+        try:
+            return parse_duration(value)
+        except InvalidDuration as e:
+            raise ValueError(str(e)) from e
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        try:
+            parse_host(value)
+        except SettingsError as e:
+            raise ValueError(str(e).removeprefix("OLLAMA_HOST: ")) from e
+        return value
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from ``environ`` (default ``os.environ``); errors name the variable."""
+        env = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            alias = field.validation_alias
+            choices = alias.choices if isinstance(alias, AliasChoices) else []
+            for choice in choices:
+                if isinstance(choice, str) and choice.isupper() and env.get(choice, "") != "":
+                    values[name] = env[choice]
+                    break
+        values.update(overrides)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as e:
+            raise SettingsError(_describe_errors(e)) from None
+
+    @property
+    def address(self) -> HostAddress:
+        return parse_host(self.host)
+
+    @property
+    def effective_max_loaded_models(self) -> int:
+        return self.max_loaded_models or 3
+
+    @property
+    def effective_num_parallel(self) -> int:
+        return self.num_parallel or 1
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_db or (self.models / ".skyllama" / "state.db")
+
+    @property
+    def keep_alive_forever(self) -> bool:
+        return math.isinf(self.keep_alive)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """``(variable, default, description)`` rows for ``--help`` and the README."""
+        rows = []
+        for name, field in cls.model_fields.items():
+            alias = field.validation_alias
+            var = next((c for c in alias.choices if isinstance(c, str) and c.isupper()), name) \
+                if isinstance(alias, AliasChoices) else name
+            default = "" if field.default_factory else str(field.default)
+            rows.append((var, default, field.description or ""))
+        return rows
+
+
+def _describe_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field_name = str(item["loc"][0]) if item["loc"] else "?"
+        field = Settings.model_fields.get(field_name)
+        alias = field.validation_alias if field else None
+        var = next((c for c in alias.choices if isinstance(c, str) and c.isupper()), field_name) \
+            if isinstance(alias, AliasChoices) else field_name
+        msg = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"{var}: {msg} (got {item.get('input')!r})")
+    return "invalid configuration: " + "; ".join(lines)
