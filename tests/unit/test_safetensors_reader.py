@@ -32,7 +32,9 @@ def good_header() -> dict[str, object]:
 def test_valid_file_reads_lazily(tmp_path: Path) -> None:
     a = np.arange(4, dtype="<f4").reshape(2, 2)
     b = np.array([1, 2, 3, 4], dtype="<f2")
-    path = craft(tmp_path / "blob", {**good_header(), "__metadata__": {"format": "pt"}}, a.tobytes() + b.tobytes())
+    path = craft(
+        tmp_path / "blob", {**good_header(), "__metadata__": {"format": "pt"}}, a.tobytes() + b.tobytes()
+    )
     sf = SafetensorsFile(path, "model.safetensors")
     assert set(sf.tensors) == {"a", "b"}
     np.testing.assert_array_equal(sf.read("a"), a)
@@ -49,7 +51,10 @@ def test_bf16_is_widened_to_float32(tmp_path: Path) -> None:
 
 def test_matches_the_safetensors_package(tmp_path: Path) -> None:
     safetensors_numpy = pytest.importorskip("safetensors.numpy")
-    tensors = {"w": np.random.default_rng(0).standard_normal((3, 5)).astype(np.float16), "z": np.zeros(0, np.float32)}
+    tensors = {
+        "w": np.random.default_rng(0).standard_normal((3, 5)).astype(np.float16),
+        "z": np.zeros(0, np.float32),
+    }
     path = tmp_path / "ref.safetensors"
     safetensors_numpy.save_file(tensors, str(path))
     ckpt = open_checkpoint({"model.safetensors": path})
@@ -112,8 +117,11 @@ def test_sharded_checkpoint_with_index(tmp_path: Path) -> None:
     one = write_shard(tmp_path / "b1", {"x": np.ones(2, np.float32)})
     two = write_shard(tmp_path / "b2", {"y": np.full(3, 2, np.float32)})
     index = tmp_path / "b3"
-    index.write_text(json.dumps({"weight_map": {
-        "x": "model-00001-of-00002.safetensors", "y": "model-00002-of-00002.safetensors"}}))
+    index.write_text(
+        json.dumps(
+            {"weight_map": {"x": "model-00001-of-00002.safetensors", "y": "model-00002-of-00002.safetensors"}}
+        )
+    )
     files = {
         "model-00001-of-00002.safetensors": one,
         "model-00002-of-00002.safetensors": two,

@@ -86,7 +86,9 @@ class SafetensorsFile:
                 if header_len > MAX_HEADER_BYTES:
                     raise self._fail(f"header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit")
                 if 8 + header_len > file_size:
-                    raise self._fail(f"header length {header_len} runs past the end of the file ({file_size} bytes)")
+                    raise self._fail(
+                        f"header length {header_len} runs past the end of the file ({file_size} bytes)"
+                    )
                 raw = f.read(header_len)
         except OSError as e:
             raise self._fail("file could not be read") from e
@@ -110,9 +112,13 @@ class SafetensorsFile:
                 raise self._fail(f"tensor {name!r}: entry is not an object")
             dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
             if not isinstance(dtype, str) or dtype not in DTYPES:
-                raise self._fail(f"tensor {name!r}: unsupported dtype {dtype!r} (supported: {', '.join(DTYPES)})")
+                raise self._fail(
+                    f"tensor {name!r}: unsupported dtype {dtype!r} (supported: {', '.join(DTYPES)})"
+                )
             if not (isinstance(shape, list) and len(shape) <= MAX_DIMS and all(_is_count(d) for d in shape)):
-                raise self._fail(f"tensor {name!r}: shape must be a list of at most {MAX_DIMS} non-negative integers")
+                raise self._fail(
+                    f"tensor {name!r}: shape must be a list of at most {MAX_DIMS} non-negative integers"
+                )
             if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)):
                 raise self._fail(f"tensor {name!r}: data_offsets must be two non-negative integers")
             begin, end = offsets
@@ -125,7 +131,9 @@ class SafetensorsFile:
                     f"({expected} bytes)"
                 )
             if end > data_size:
-                raise self._fail(f"tensor {name!r}: data ends at {end}, past the {data_size}-byte data section")
+                raise self._fail(
+                    f"tensor {name!r}: data ends at {end}, past the {data_size}-byte data section"
+                )
             spans.append((begin, end, name))
             self.tensors[name] = TensorInfo(name, dtype, tuple(shape), data_start + begin, data_start + end)
         # Sorted by start, a tensor overlaps an earlier one iff it starts before the furthest end
@@ -209,7 +217,9 @@ def open_checkpoint(files: Mapping[str, Path]) -> Checkpoint:
         for shard, sf in shards.items():
             for tensor in sf.tensors:
                 if tensor in owner:
-                    raise InvalidModelFile(f"tensor {tensor!r} appears in both {owner[tensor]!r} and {shard!r}")
+                    raise InvalidModelFile(
+                        f"tensor {tensor!r} appears in both {owner[tensor]!r} and {shard!r}"
+                    )
                 owner[tensor] = shard
     return Checkpoint(shards, owner)
 
