@@ -1,0 +1,125 @@
+"""Quantize an F16/F32 GGUF with llama.cpp's own quantizer, as Ollama's ``create --quantize`` does.
+
+Lives in ``engine/`` because this package is the only one allowed to import ``llama_cpp``.
+Everything that could make the native quantizer fail is checked first in Python: the level name,
+and the source's file type (read with the ``gguf`` package), so a bad request is a 400 and never
+reaches native code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import gguf
+
+from skyllama.errors import BadRequest, InvalidModelFile
+
+_PREFIX = "LLAMA_FTYPE_MOSTLY_"
+
+# Left out: F16/BF16 (not quantizations), the IQ1/IQ2/IQ3_XXS types and Q2_K_S (llama.cpp wants an
+# importance matrix for them), ternary and MoE-only types, and GUESSED.
+_EXCLUDED = {
+    "F16",
+    "BF16",
+    "IQ1_S",
+    "IQ1_M",
+    "IQ2_XXS",
+    "IQ2_XS",
+    "IQ2_S",
+    "IQ2_M",
+    "IQ3_XXS",
+    "Q2_K_S",
+    "TQ1_0",
+    "TQ2_0",
+    "MXFP4_MOE",
+    "NVFP4",
+    "Q1_0",
+    "Q2_0",
+}
+
+_UNQUANTIZED = {
+    gguf.LlamaFileType.ALL_F32: "F32",
+    gguf.LlamaFileType.MOSTLY_F16: "F16",
+    gguf.LlamaFileType.MOSTLY_BF16: "BF16",
+}
+_FLOAT_TENSORS = {
+    gguf.GGMLQuantizationType.F32,
+    gguf.GGMLQuantizationType.F16,
+    gguf.GGMLQuantizationType.BF16,
+}
+
+
+def _ftypes() -> dict[str, int]:
+    import llama_cpp
+
+    return {
+        name.removeprefix(_PREFIX): getattr(llama_cpp, name)
+        for name in dir(llama_cpp)
+        if name.startswith(_PREFIX) and name.removeprefix(_PREFIX) not in _EXCLUDED
+    }
+
+
+def supported_quantizations() -> list[str]:
+    """Level names ``quantize`` accepts, in llama.cpp's spelling (``Q4_K_M``); any case works."""
+    return sorted(_ftypes())
+
+
+def _level(level: str) -> tuple[str, int]:
+    ftypes = _ftypes()
+    key = level.strip().upper() if isinstance(level, str) else ""
+    if key not in ftypes:
+        raise BadRequest(
+            f"unsupported quantization {str(level)[:40]!r}; supported: {', '.join(sorted(ftypes))}"
+        )
+    return key, ftypes[key]
+
+
+def source_file_type(src: Path) -> str:
+    """``F32``, ``F16`` or ``BF16`` for an unquantized GGUF; anything else means already quantized."""
+    try:
+        reader = gguf.GGUFReader(src)
+    except (ValueError, OSError, IndexError, KeyError) as e:
+        raise InvalidModelFile("the model to quantize is not a readable GGUF file") from e
+    field = reader.get_field(gguf.Keys.General.FILE_TYPE)
+    ftype = int(field.parts[field.data[0]][0]) if field is not None else None
+    tensor_types = {t.tensor_type for t in reader.tensors}
+    if not tensor_types <= _FLOAT_TENSORS:
+        # Trust the tensors over the header; name the level from the header when it has one.
+        if ftype in gguf.LlamaFileType._value2member_map_ and ftype not in _UNQUANTIZED:
+            return gguf.LlamaFileType(ftype).name.removeprefix("MOSTLY_")
+        return min(t.name for t in tensor_types - _FLOAT_TENSORS)
+    if ftype in _UNQUANTIZED:
+        return _UNQUANTIZED[gguf.LlamaFileType(ftype)]
+    return "F16" if gguf.GGMLQuantizationType.F16 in tensor_types else "F32"
+
+
+def quantize_gguf(src: Path, dst: Path, level: str, progress: Callable[[str], None] | None = None) -> None:
+    """Quantize the F16/F32/BF16 GGUF ``src`` to ``level`` (e.g. ``q4_K_M``), writing ``dst`` atomically.
+
+    Raises ``BadRequest`` for an unknown level or an already-quantized source.
+    """
+    name, ftype = _level(level)
+    source = source_file_type(src)
+    if source not in _UNQUANTIZED.values():
+        raise BadRequest(f"the model is already quantized ({source}); quantize needs an F16 or F32 source")
+    if progress is not None:
+        progress(f"quantizing {source} model to {name}")
+
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=".quantize-", suffix=".gguf.tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        rc = llama_cpp.llama_model_quantize(os.fsencode(src), os.fsencode(tmp), ctypes.byref(params))
+        if rc != 0:
+            raise InvalidModelFile(f"llama.cpp could not quantize the model to {name}")
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
