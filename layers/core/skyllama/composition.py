@@ -1,0 +1,56 @@
+"""The composition root: settings in, wired services out. Nothing else builds adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .ports import BlobStore, Clock, ManifestStore, StateStore
+from .services.catalog import Catalog
+from .settings import Settings
+
+
+@dataclass
+class Services:
+    """Everything a request handler may use, built once per process (``app.state.services``)."""
+
+    settings: Settings
+    blobs: BlobStore
+    manifests: ManifestStore
+    state: StateStore
+    clock: Clock
+    catalog: Catalog
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for closer in self.extras.get("closers", []):
+            closer()
+
+
+def build_services(
+    settings: Settings,
+    *,
+    blobs: BlobStore | None = None,
+    manifests: ManifestStore | None = None,
+    state: StateStore | None = None,
+    clock: Clock | None = None,
+) -> Services:
+    """Wire the stores named by ``settings.backend`` (or the ones passed in, for tests)."""
+    clock = clock or Clock()
+    if settings.backend == "local":
+        from .adapters.local.blobs import LocalBlobStore
+        from .adapters.local.manifests import LocalManifestStore
+        from .adapters.local.sqlite_state import SqliteStateStore
+
+        blobs = blobs or LocalBlobStore(settings.models)
+        manifests = manifests or LocalManifestStore(settings.models)
+        state = state or SqliteStateStore(settings.state_path, clock=clock)
+    else:
+        from .adapters.aws.factory import build_aws_stores
+
+        built = build_aws_stores(settings, clock=clock)
+        blobs = blobs or built.blobs
+        manifests = manifests or built.manifests
+        state = state or built.state
+    return Services(settings=settings, blobs=blobs, manifests=manifests, state=state, clock=clock,
+                    catalog=Catalog(blobs, manifests))

@@ -1,0 +1,37 @@
+"""``create_app``: the FastAPI application, wired from settings (the composition root's HTTP face)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .. import __version__
+from ..composition import Services, build_services
+from ..settings import Settings
+from .errors import install_error_handlers
+from .limits import BodyLimitMiddleware
+from .routes import blobs, create, models, root
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
+    """Build the app. Tests pass ``services`` with their own stores; Lambda builds it once."""
+    settings = settings or (services.settings if services else Settings.from_env())
+    services = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for hook in app.state.shutdown_hooks:
+            await hook()
+
+    app = FastAPI(title="skyllama", version=__version__, lifespan=lifespan,
+                  description="An Ollama-compatible model server.", docs_url="/docs", redoc_url=None)
+    app.state.services = services
+    app.state.shutdown_hooks = []
+    install_error_handlers(app)
+    for module in (root, models, blobs, create):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    return app

@@ -1,0 +1,21 @@
+"""``/`` and ``/api/version``: liveness, as Ollama answers them."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
+
+from ... import OLLAMA_COMPAT_VERSION
+from ..types import VersionResponse
+
+router = APIRouter()
+
+
+@router.api_route("/", methods=["GET", "HEAD"], response_class=PlainTextResponse)
+async def health() -> str:
+    return "Ollama is running"
+
+
+@router.api_route("/api/version", methods=["GET", "HEAD"])
+async def version() -> VersionResponse:
+    return VersionResponse(version=OLLAMA_COMPAT_VERSION)

@@ -1,0 +1,341 @@
+"""``/api/create``: build a model from uploaded blobs, an existing model, or a Modelfile.
+
+Creating is two steps. :func:`plan_create` checks everything a client can get wrong (name,
+digests, file names, that blobs exist and GGUF headers are sound) and raises a 4xx before any
+byte of the response is sent. :func:`run_create` then writes the new layers and, last, the
+manifest, yielding Ollama's progress events; a failure before the manifest leaves no model
+behind (unreferenced small blobs are harmless and shared by content).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ..digests import Digest
+from ..errors import BadRequest, BlobNotFound, ModelNotFound
+from ..gguf_info import GGUFInfo, format_parameter_size, read_gguf
+from ..manifest import (
+    CONFIG_MEDIA_TYPE,
+    MEDIA_ADAPTER,
+    MEDIA_LICENSE,
+    MEDIA_MESSAGES,
+    MEDIA_MODEL,
+    MEDIA_PARAMS,
+    MEDIA_PROJECTOR,
+    MEDIA_SYSTEM,
+    MEDIA_TEMPLATE,
+    Layer,
+    Manifest,
+    config_document,
+)
+from ..modelfile import parse_modelfile
+from ..names import ModelName
+from .catalog import Catalog
+
+Event = dict[str, Any]
+MAX_FILES = 256
+ROLES = {"system", "user", "assistant", "tool"}
+
+
+def validate_file_name(name: object) -> str:
+    """A client's file name for a blob: relative, inside the model folder, nothing odd."""
+    if not isinstance(name, str) or not name or len(name) > 1024:
+        raise BadRequest("invalid file name")
+    if "\x00" in name or "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise BadRequest(f"invalid file name {name!r}: must be a relative path")
+    parts = PurePosixPath(name).parts
+    if any(part in ("..", ".", "") for part in parts) or name.endswith("/"):
+        raise BadRequest(f"invalid file name {name!r}: must stay inside the model folder")
+    return name
+
+
+@dataclass
+class CreatePlan:
+    """Everything :func:`run_create` needs, already validated."""
+
+    name: ModelName
+    base_layers: list[Layer] = field(default_factory=list)  # layers kept from `from`
+    gguf_files: list[tuple[str, Digest]] = field(default_factory=list)
+    source_files: dict[str, Digest] = field(default_factory=dict)  # safetensors & co, to convert
+    adapters: list[Digest] = field(default_factory=list)
+    template: str | None = None
+    system: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, Any]] | None = None
+    licenses: list[str] | None = None
+    quantize: str | None = None
+    base_config: dict[str, Any] = field(default_factory=dict)
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith((".", "/", "~")) or "\\" in value or value.lower().endswith((".gguf", ".bin"))
+
+
+def _blob_ref(value: str) -> Digest | None:
+    text = value[1:] if value.startswith("@") else value
+    if text.startswith(("sha256:", "sha256-")):
+        return Digest.parse(text)
+    return None
+
+
+def plan_create(catalog: Catalog, request: dict[str, Any]) -> CreatePlan:
+    """Validate a create request (JSON or Modelfile form) and resolve what it refers to."""
+    if request.get("path") and not request.get("modelfile"):
+        raise BadRequest("the 'path' field is not supported: upload files as blobs and name them in 'files'")
+    if isinstance(request.get("modelfile"), str) and request["modelfile"].strip():
+        from_modelfile = parse_modelfile(request["modelfile"])
+        request = {**from_modelfile, **{k: v for k, v in request.items() if v is not None and k != "modelfile"}}
+    name_text = request.get("model") or request.get("name")
+    if not isinstance(name_text, str):
+        raise BadRequest("missing model name")
+    plan = CreatePlan(name=ModelName.parse(name_text))
+
+    files = request.get("files")
+    source = request.get("from")
+    if not files and not source:
+        raise BadRequest("neither 'from' or 'files' was specified")
+    if source is not None and not isinstance(source, str):
+        raise BadRequest("'from' must be a string")
+    if source:
+        digest = _blob_ref(source)
+        if digest is not None:
+            files = {**(files or {}), "model.gguf": str(digest)}
+        elif _looks_like_path(source):
+            raise BadRequest(f"'from' {source!r} names a file: upload it as a blob first and use 'files'")
+        else:
+            try:
+                base = catalog.get(source)
+            except ModelNotFound:
+                raise BadRequest(f"base model '{source}' not found") from None
+            plan.base_layers = list(base.manifest.layers)
+            plan.base_config = base.config
+            plan.params = dict(base.params)
+    if files:
+        _plan_files(catalog, plan, files)
+    adapters = request.get("adapters") or {}
+    if not isinstance(adapters, dict):
+        raise BadRequest("'adapters' must map file names to digests")
+    for file_name, digest_text in adapters.items():
+        validate_file_name(file_name)
+        plan.adapters.append(_existing_blob(catalog, digest_text))
+
+    for key in ("template", "system"):
+        value = request.get(key)
+        if value is not None and not isinstance(value, str):
+            raise BadRequest(f"'{key}' must be a string")
+        setattr(plan, key, value)
+    from ..options import validate_parameters
+
+    plan.params.update(validate_parameters(request.get("parameters")))
+    plan.messages = _validate_messages(request.get("messages"))
+    plan.licenses = _validate_license(request.get("license"))
+    quantize = request.get("quantize") or request.get("quantization")
+    if quantize is not None:
+        if not isinstance(quantize, str):
+            raise BadRequest("'quantize' must be a string")
+        plan.quantize = quantize
+    return plan
+
+
+def _existing_blob(catalog: Catalog, digest_text: object) -> Digest:
+    digest = Digest.parse(digest_text)
+    if not catalog.blobs.exists(digest):
+        raise BadRequest(f"blob {digest} not found: upload it with POST /api/blobs/{digest} first")
+    return digest
+
+
+def _plan_files(catalog: Catalog, plan: CreatePlan, files: object) -> None:
+    if not isinstance(files, dict) or not files:
+        raise BadRequest("'files' must map file names to blob digests")
+    if len(files) > MAX_FILES:
+        raise BadRequest("too many files")
+    for file_name, digest_text in files.items():
+        validate_file_name(file_name)
+        digest = _existing_blob(catalog, digest_text)
+        if file_name.lower().endswith(".gguf") or _blob_is_gguf(catalog, digest):
+            plan.gguf_files.append((file_name, digest))
+        else:
+            plan.source_files[file_name] = digest
+    if plan.gguf_files and plan.source_files and not all(
+        n.lower().endswith((".md", ".txt", "license")) for n in plan.source_files
+    ):
+        raise BadRequest("mixing GGUF and safetensors files in one create is not supported")
+    for _file_name, digest in plan.gguf_files:
+        catalog.gguf_info(digest)  # validates the header now, before anything is written
+
+
+def _blob_is_gguf(catalog: Catalog, digest: Digest) -> bool:
+    with catalog.blobs.open(digest) as f:
+        return f.read(4) == b"GGUF"
+
+
+def _validate_messages(raw: object) -> list[dict[str, Any]] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise BadRequest("'messages' must be a list")
+    messages = []
+    for item in raw:
+        if not isinstance(item, dict) or item.get("role") not in ROLES or not isinstance(item.get("content", ""), str):
+            raise BadRequest("each message needs a role (system, user, assistant, tool) and string content")
+        messages.append({"role": item["role"], "content": item.get("content", "")})
+    return messages
+
+
+def _validate_license(raw: object) -> list[str] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+        return list(raw)
+    raise BadRequest("'license' must be a string or a list of strings")
+
+
+def run_create(catalog: Catalog, plan: CreatePlan) -> Iterator[Event]:
+    """Write the new model's layers, then its manifest; yields Ollama's status events."""
+    blobs = catalog.blobs
+    layers: list[Layer] = []
+    replaced: set[str] = set()
+    model_info: GGUFInfo | None = None
+
+    def add_blob(media_type: str, digest: Digest, size: int) -> Iterator[Event]:
+        yield {"status": f"using existing layer {digest}"}
+        layers.append(Layer(media_type, digest, size))
+
+    if plan.source_files:
+        yield from _convert(catalog, plan, layers)
+        replaced.add(MEDIA_MODEL)
+    for file_name, digest in plan.gguf_files:
+        yield {"status": "parsing GGUF"}
+        info = catalog.gguf_info(digest)
+        media = MEDIA_PROJECTOR if info.architecture == "clip" or "mmproj" in file_name.lower() else MEDIA_MODEL
+        if media == MEDIA_MODEL:
+            model_info = info
+        replaced.add(media)
+        yield from add_blob(media, digest, blobs.size(digest) or 0)
+    if plan.quantize:
+        yield from _quantize(catalog, plan, layers)
+    for digest in plan.adapters:
+        replaced.add(MEDIA_ADAPTER)
+        yield from add_blob(MEDIA_ADAPTER, digest, blobs.size(digest) or 0)
+
+    def add_text(media_type: str, data: bytes) -> Iterator[Event]:
+        digest = Digest.of_bytes(data)
+        if blobs.exists(digest):
+            yield {"status": f"using existing layer {digest}"}
+        else:
+            blobs.put_bytes(data, digest)
+            yield {"status": f"creating new layer {digest}"}
+        layers.append(Layer(media_type, digest, len(data)))
+
+    if plan.template is not None:
+        replaced.add(MEDIA_TEMPLATE)
+        yield from add_text(MEDIA_TEMPLATE, plan.template.encode())
+    if plan.system is not None:
+        replaced.add(MEDIA_SYSTEM)
+        yield from add_text(MEDIA_SYSTEM, plan.system.encode())
+    if plan.licenses is not None:
+        replaced.add(MEDIA_LICENSE)
+        for text in plan.licenses:
+            yield from add_text(MEDIA_LICENSE, text.encode())
+    if plan.params:
+        yield from add_text(MEDIA_PARAMS, json.dumps(plan.params, separators=(",", ":")).encode())
+    replaced.add(MEDIA_PARAMS)
+    if plan.messages is not None:
+        replaced.add(MEDIA_MESSAGES)
+        yield from add_text(MEDIA_MESSAGES, json.dumps(plan.messages, separators=(",", ":")).encode())
+
+    kept = [layer for layer in plan.base_layers if layer.media_type not in replaced]
+    all_layers = _ordered(kept + layers)
+    config = _config(catalog, plan, all_layers, model_info)
+    config_digest = Digest.of_bytes(config)
+    if not blobs.exists(config_digest):
+        blobs.put_bytes(config, config_digest)
+    manifest = Manifest(config=Layer(CONFIG_MEDIA_TYPE, config_digest, len(config)), layers=tuple(all_layers))
+    missing = [d for d in manifest.blobs() if not blobs.exists(d)]
+    if missing:  # a concurrent delete pruned a layer we use: never write a dangling manifest
+        raise BlobNotFound(f"blob {missing[0]} disappeared during create; retry")
+    yield {"status": "writing manifest"}
+    catalog.manifests.put(plan.name, manifest.to_bytes())
+    yield {"status": "success"}
+
+
+_ORDER = [MEDIA_MODEL, MEDIA_PROJECTOR, MEDIA_ADAPTER, MEDIA_TEMPLATE, MEDIA_SYSTEM, MEDIA_LICENSE,
+          MEDIA_PARAMS, MEDIA_MESSAGES]
+
+
+def _ordered(layers: list[Layer]) -> list[Layer]:
+    rank = {media: i for i, media in enumerate(_ORDER)}
+    return sorted(layers, key=lambda layer: rank.get(layer.media_type, len(_ORDER)))
+
+
+def _config(catalog: Catalog, plan: CreatePlan, layers: list[Layer], info: GGUFInfo | None) -> bytes:
+    model_layer = next((layer for layer in layers if layer.media_type == MEDIA_MODEL), None)
+    if info is None and model_layer is not None:
+        info = catalog.gguf_info(model_layer.digest)
+    if info is None:
+        base = plan.base_config
+        family = str(base.get("model_family", ""))
+        families = base.get("model_families") or []
+        model_type, file_type = str(base.get("model_type", "")), str(base.get("file_type", ""))
+    else:
+        family = info.architecture
+        families = [family]
+        if any(layer.media_type == MEDIA_PROJECTOR for layer in layers):
+            families.append("clip")
+        model_type, file_type = format_parameter_size(info.parameter_count), info.file_type
+    return config_document(model_format="gguf", model_family=family, model_families=families,
+                           model_type=model_type, file_type=file_type,
+                           layer_digests=[layer.digest for layer in layers])
+
+
+def _convert(catalog: Catalog, plan: CreatePlan, layers: list[Layer]) -> Iterator[Event]:
+    """Safetensors (+ config and tokenizer files) to a GGUF model layer."""
+    try:
+        from ..convert import convert_model_dir
+    except ImportError:
+        raise BadRequest("creating from safetensors is not available in this build") from None
+    yield {"status": "parsing model files"}
+    paths = {name: catalog.blobs.local_path(digest) for name, digest in plan.source_files.items()}
+    progress: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="skyllama-convert-") as tmp:
+        out = Path(tmp) / "model.gguf"
+        yield {"status": "converting model"}
+        convert_model_dir(paths, out, progress=progress.append)
+        info = read_gguf(out)
+        digest = catalog.blobs.put_file(out)
+        size = catalog.blobs.size(digest) or 0
+    catalog._gguf_cache[digest.hex] = info  # noqa: SLF001 - we just validated it
+    yield {"status": f"creating new layer {digest}"}
+    layers.append(Layer(MEDIA_MODEL, digest, size))
+
+
+QuantizeFn = Callable[[Path, Path, str], None]
+
+
+def _quantize(catalog: Catalog, plan: CreatePlan, layers: list[Layer]) -> Iterator[Event]:
+    """Replace the model layer with llama.cpp's quantisation of it."""
+    from ..engine.quantize import quantize_gguf
+
+    index = next((i for i, layer in enumerate(layers) if layer.media_type == MEDIA_MODEL), None)
+    if index is None:
+        model_layer = next((layer for layer in plan.base_layers if layer.media_type == MEDIA_MODEL), None)
+        if model_layer is None:
+            raise BadRequest("nothing to quantize: the model has no weights")
+        layers.append(model_layer)
+        index = len(layers) - 1
+    source = layers[index]
+    info = catalog.gguf_info(source.digest)
+    yield {"status": f"quantizing {info.file_type} model to {plan.quantize.upper() if plan.quantize else ''}"}
+    with tempfile.TemporaryDirectory(prefix="skyllama-quantize-") as tmp:
+        out = Path(tmp) / "model.gguf"
+        quantize_gguf(catalog.blobs.local_path(source.digest), out, plan.quantize or "")
+        digest = catalog.blobs.put_file(out)
+    yield {"status": f"creating new layer {digest}"}
+    layers[index] = Layer(MEDIA_MODEL, digest, catalog.blobs.size(digest) or 0)
