@@ -113,6 +113,10 @@ def write_model(
     }
     blob("tokenizer_config.json").write_text(json.dumps(tokenizer_config))
 
+    if dtype == "BF16":  # numpy has no bfloat16: keep the top 16 bits, as torch's truncation would
+        stored = {k: (v.view(np.uint32) >> 16 << 16).view(np.float32) for k, v in weights.items()}
+        save_bf16(stored, blob("model.safetensors"))
+        return files, {k: v.astype(np.float64) for k, v in stored.items()}
     stored = {k: v.astype(np.float16 if dtype == "F16" else np.float32) for k, v in weights.items()}
     names = sorted(stored)
     if shards == 1:
@@ -128,6 +132,22 @@ def write_model(
             json.dumps({"metadata": {}, "weight_map": weight_map})
         )
     return files, {k: v.astype(np.float64) for k, v in stored.items()}
+
+
+def save_bf16(tensors: dict[str, np.ndarray], path: Path) -> None:
+    """A BF16 safetensors file written by hand (``safetensors.numpy`` cannot express bfloat16)."""
+    header: dict[str, object] = {}
+    data = b""
+    for name, array in tensors.items():
+        raw = (array.astype(np.float32).view(np.uint32) >> 16).astype("<u2").tobytes()
+        header[name] = {
+            "dtype": "BF16",
+            "shape": list(array.shape),
+            "data_offsets": [len(data), len(data) + len(raw)],
+        }
+        data += raw
+    encoded = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + data)
 
 
 def reference_logits(w: dict[str, np.ndarray], tokens: list[int]) -> np.ndarray:
@@ -180,6 +200,7 @@ CASES = {
     "llama-f32-untied": dict(arch="LlamaForCausalLM", tied=False, dtype="F32", shards=1),
     "llama-f16-tied-sharded": dict(arch="LlamaForCausalLM", tied=True, dtype="F16", shards=2),
     "qwen2-f32-tied": dict(arch="Qwen2ForCausalLM", tied=True, dtype="F32", shards=1),
+    "llama-bf16-untied": dict(arch="LlamaForCausalLM", tied=False, dtype="BF16", shards=1),
 }
 
 

@@ -24,6 +24,8 @@ from skyllama.errors import BadRequest, InvalidModelFile
 MAX_TEXT_FILE_BYTES = 64 * 1024 * 1024
 """Largest side file (tokenizer.json & co.) accepted; Gemma's tokenizer.json is about 33 MB."""
 
+_SIDE_FILE_SUFFIXES = (".json", ".txt", ".jinja")
+
 
 @dataclass
 class PlannedTensor:
@@ -50,7 +52,9 @@ class HFModel:
         self.files = files
         self.stage = stage
         for name, path in files.items():
-            if name.endswith(".safetensors") or name.endswith(".index.json"):
+            # Only the small text files the converters read are staged; weights, ONNX exports,
+            # READMEs and the like are left alone.
+            if not name.endswith(_SIDE_FILE_SUFFIXES) or name.endswith(".index.json"):
                 continue
             if path.stat().st_size > MAX_TEXT_FILE_BYTES:
                 raise BadRequest(f"{name!r} is larger than {MAX_TEXT_FILE_BYTES} bytes")
