@@ -326,3 +326,21 @@ def test_unsupported_tokenizer_and_bad_config(tmp_path: Path) -> None:
     config = json.loads(files["config.json"].read_text())
     files["config.json"].write_text(json.dumps({**config, "hidden_size": "64"}))
     expect_400(files, tmp_path / "m.gguf", "'hidden_size' must be a positive integer", InvalidModelFile)
+
+
+def test_missing_layer_tensor(tmp_path: Path) -> None:
+    files, weights = write_model(tmp_path / "upload")
+    del weights["model.layers.1.mlp.up_proj.weight"]
+    stored = {k: v.astype(np.float32) for k, v in weights.items()}
+    safetensors_numpy.save_file(stored, str(files["model.safetensors"]))
+    expect_400(files, tmp_path / "m.gguf", r"lacks blk\.1\.ffn_up\.weight", InvalidModelFile)
+
+
+def test_unexpected_tensor_is_named(tmp_path: Path) -> None:
+    files, weights = write_model(tmp_path / "upload")
+    stored = {k: v.astype(np.float32) for k, v in weights.items()}
+    stored["model.layers.7.self_attn.q_proj.weight"] = stored["model.layers.0.self_attn.q_proj.weight"]
+    safetensors_numpy.save_file(stored, str(files["model.safetensors"]))
+    expect_400(
+        files, tmp_path / "m.gguf", "'model.layers.7.self_attn.q_proj.weight' is not part of a llama model"
+    )

@@ -26,6 +26,26 @@ from skyllama.errors import BadRequest, InvalidModelFile
 ARCH = gguf.MODEL_ARCH.BERT
 HF_ARCHITECTURES = ("BertModel", "BertForMaskedLM")
 
+REQUIRED = (
+    (
+        gguf.MODEL_TENSOR.TOKEN_EMBD,
+        gguf.MODEL_TENSOR.TOKEN_TYPES,
+        gguf.MODEL_TENSOR.POS_EMBD,
+        gguf.MODEL_TENSOR.TOKEN_EMBD_NORM,
+    ),
+    (
+        gguf.MODEL_TENSOR.ATTN_Q,
+        gguf.MODEL_TENSOR.ATTN_K,
+        gguf.MODEL_TENSOR.ATTN_V,
+        gguf.MODEL_TENSOR.ATTN_OUT,
+        gguf.MODEL_TENSOR.ATTN_OUT_NORM,
+        gguf.MODEL_TENSOR.FFN_UP,
+        gguf.MODEL_TENSOR.FFN_DOWN,
+        gguf.MODEL_TENSOR.LAYER_OUT_NORM,
+    ),
+)
+"""(model-wide, per-block) tensors a checkpoint must have; llama.cpp refuses to load without them."""
+
 _POOLING = {
     "pooling_mode_mean_tokens": gguf.PoolingType.MEAN,
     "pooling_mode_cls_token": gguf.PoolingType.CLS,

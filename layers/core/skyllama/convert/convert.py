@@ -98,13 +98,27 @@ def convert_model_dir(
         checkpoint = open_checkpoint(files)
         say(f"converting {model.architecture} model to GGUF ({arch_name}, F16)")
         plan = list(module.plan_tensors(checkpoint, model))
-        if not plan:
-            raise InvalidModelFile("the safetensors files hold no tensors of the model")
+        _check_complete(plan, module.REQUIRED, model.int_param("num_hidden_layers"))
         _write(out_path, arch_name, lambda w: module.add_metadata(w, model), plan, say)
 
     n_params = sum(int(np.prod(t.shape, dtype=np.int64)) for t in plan)
     say(f"wrote {len(plan)} tensors, {n_params} parameters")
     return ConvertResult(arch_name, n_params, "F16", is_embedding=module is bert)
+
+
+def _check_complete(
+    plan: list[PlannedTensor],
+    required: tuple[tuple[gguf.MODEL_TENSOR, ...], tuple[gguf.MODEL_TENSOR, ...]],
+    n_blocks: int,
+) -> None:
+    """Refuse a checkpoint that lacks a tensor the architecture needs, naming the first one missing."""
+    have = {t.name for t in plan}
+    model_wide, per_block = required
+    names = [gguf.TENSOR_NAMES[k] for k in model_wide]
+    names += [gguf.TENSOR_NAMES[k].format(bid=b) for b in range(n_blocks) for k in per_block]
+    for name in names:
+        if name + ".weight" not in have:
+            raise InvalidModelFile(f"the checkpoint lacks {name}.weight, which the model needs")
 
 
 def _write(

@@ -38,6 +38,21 @@ _SPLIT_PATTERNS = {
 }
 
 
+_BLOCK_TENSORS = (
+    gguf.MODEL_TENSOR.ATTN_NORM,
+    gguf.MODEL_TENSOR.ATTN_Q,
+    gguf.MODEL_TENSOR.ATTN_K,
+    gguf.MODEL_TENSOR.ATTN_V,
+    gguf.MODEL_TENSOR.ATTN_OUT,
+    gguf.MODEL_TENSOR.FFN_NORM,
+    gguf.MODEL_TENSOR.FFN_GATE,
+    gguf.MODEL_TENSOR.FFN_UP,
+    gguf.MODEL_TENSOR.FFN_DOWN,
+)
+REQUIRED = ((gguf.MODEL_TENSOR.TOKEN_EMBD, gguf.MODEL_TENSOR.OUTPUT_NORM), _BLOCK_TENSORS)
+"""(model-wide, per-block) tensors a checkpoint must have; llama.cpp refuses to load without them."""
+
+
 def arch_for(hf_architecture: str) -> gguf.MODEL_ARCH:
     return HF_ARCHITECTURES[hf_architecture]
 
