@@ -89,8 +89,11 @@ def source_file_type(src: Path) -> str:
     tensor_types = {t.tensor_type for t in reader.tensors}
     if not tensor_types <= _FLOAT_TENSORS:
         # Trust the tensors over the header; name the level from the header when it has one.
-        if ftype in gguf.LlamaFileType._value2member_map_ and ftype not in _UNQUANTIZED:
-            return gguf.LlamaFileType(ftype).name.removeprefix("MOSTLY_")
+        if ftype is not None and ftype not in _UNQUANTIZED:
+            try:
+                return gguf.LlamaFileType(ftype).name.removeprefix("MOSTLY_")
+            except ValueError:
+                pass  # a file type newer than this gguf package: fall back to a tensor type
         return min(t.name for t in tensor_types - _FLOAT_TENSORS)
     if ftype in _UNQUANTIZED:
         return _UNQUANTIZED[gguf.LlamaFileType(ftype)]
