@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 import gguf
 import numpy as np
@@ -32,12 +33,29 @@ CORPUS = [
 ] * 5
 
 
-def build_tokenizer(path: Path) -> None:
-    """A byte-level BPE (GPT-2 style) trained on a few sentences, with chat special tokens."""
+LLAMA3_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+
+
+def pre_tokenizer(style: str) -> Any:
+    """The pre-tokenizers of GPT-2, SmolLM2 and Llama 3, as their tokenizer.json files define them."""
+    from tokenizers import Regex, pre_tokenizers
+
+    if style == "gpt-2":
+        return pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if style == "smollm":
+        return pre_tokenizers.Sequence(
+            [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        )
+    split = pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False)
+    return pre_tokenizers.Sequence([split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+
+
+def build_tokenizer(path: Path, style: str = "gpt-2") -> None:
+    """A byte-level BPE trained on a few sentences, with chat special tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = pre_tokenizer(style)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=300,
@@ -75,7 +93,12 @@ def random_weights(arch: str, tied: bool, seed: int = 0) -> dict[str, np.ndarray
 
 
 def write_model(
-    folder: Path, arch: str = "LlamaForCausalLM", tied: bool = False, dtype: str = "F32", shards: int = 1
+    folder: Path,
+    arch: str = "LlamaForCausalLM",
+    tied: bool = False,
+    dtype: str = "F32",
+    shards: int = 1,
+    tokenizer: str = "gpt-2",
 ) -> tuple[dict[str, Path], dict[str, np.ndarray]]:
     """The model folder as uploaded blobs: client file name -> local path, plus the weights."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -105,7 +128,7 @@ def write_model(
         return files[name]
 
     blob("config.json").write_text(json.dumps(config))
-    build_tokenizer(blob("tokenizer.json"))
+    build_tokenizer(blob("tokenizer.json"), tokenizer)
     tokenizer_config = {
         "bos_token": "<|endoftext|>",
         "eos_token": "<|im_end|>",
@@ -344,3 +367,20 @@ def test_unexpected_tensor_is_named(tmp_path: Path) -> None:
     expect_400(
         files, tmp_path / "m.gguf", "'model.layers.7.self_attn.q_proj.weight' is not part of a llama model"
     )
+
+
+@pytest.mark.parametrize("style", ["gpt-2", "smollm", "llama-bpe"])
+def test_tokenization_matches_the_original_tokenizer(tmp_path: Path, style: str) -> None:
+    llama_cpp = pytest.importorskip("llama_cpp")
+    files, _ = write_model(tmp_path / "upload", tokenizer=style)
+    convert_model_dir(files, tmp_path / "m.gguf")
+    assert gguf.GGUFReader(tmp_path / "m.gguf").get_field("tokenizer.ggml.pre").contents() == style
+    llm = llama_cpp.Llama(model_path=str(tmp_path / "m.gguf"), n_ctx=64, vocab_only=True, verbose=False)
+    original = tokenizers.Tokenizer.from_file(str(files["tokenizer.json"]))
+    for text in [
+        "hello world, the quick brown llama",
+        "I'm 12345 years old\n\nand it's 3.14!  Yes   ",
+        "don't STOP'LL we've",
+        "naïve café — 東京 🦙",
+    ]:
+        assert llm.tokenize(text.encode(), add_bos=False, special=False) == original.encode(text).ids, text
