@@ -99,6 +99,7 @@ def write_model(
     dtype: str = "F32",
     shards: int = 1,
     tokenizer: str = "gpt-2",
+    rope_scaling: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Path], dict[str, np.ndarray]]:
     """The model folder as uploaded blobs: client file name -> local path, plus the weights."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -119,6 +120,7 @@ def write_model(
         "tie_word_embeddings": tied,
         "bos_token_id": 0,
         "eos_token_id": 2,
+        "rope_scaling": rope_scaling,
     }
     files: dict[str, Path] = {}
 
@@ -173,7 +175,23 @@ def save_bf16(tensors: dict[str, np.ndarray], path: Path) -> None:
     path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + data)
 
 
-def reference_logits(w: dict[str, np.ndarray], tokens: list[int]) -> np.ndarray:
+def llama3_inv_freq(inv: np.ndarray, s: dict[str, Any]) -> np.ndarray:
+    """transformers' ``_compute_llama3_parameters``: slow frequencies divided by ``factor``."""
+    wavelen = 2 * np.pi / inv
+    low_wavelen = s["original_max_position_embeddings"] / s["low_freq_factor"]
+    high_wavelen = s["original_max_position_embeddings"] / s["high_freq_factor"]
+    scaled = np.where(wavelen > low_wavelen, inv / s["factor"], inv)
+    smooth = (s["original_max_position_embeddings"] / wavelen - s["low_freq_factor"]) / (
+        s["high_freq_factor"] - s["low_freq_factor"]
+    )
+    smoothed = (1 - smooth) * scaled / s["factor"] + smooth * scaled
+    medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return np.where(medium, smoothed, scaled)
+
+
+def reference_logits(
+    w: dict[str, np.ndarray], tokens: list[int], scaling: dict[str, Any] | None = None
+) -> np.ndarray:
     """Hugging Face's Llama forward pass in float64 numpy, on the weights as llama.cpp stores them."""
 
     def f16(a: np.ndarray) -> np.ndarray:  # matrices are stored as F16 in the GGUF
@@ -184,6 +202,8 @@ def reference_logits(w: dict[str, np.ndarray], tokens: list[int]) -> np.ndarray:
 
     def rope(x: np.ndarray) -> np.ndarray:  # rotate-half convention, x: (T, heads, d)
         inv = THETA ** (-np.arange(0, HEAD_DIM, 2) / HEAD_DIM)
+        if scaling is not None:
+            inv = llama3_inv_freq(inv, scaling)
         ang = np.arange(len(tokens))[:, None] * inv[None, :]
         cos, sin = (
             np.cos(np.concatenate([ang, ang], -1))[:, None],
@@ -384,3 +404,26 @@ def test_tokenization_matches_the_original_tokenizer(tmp_path: Path, style: str)
         "naïve café — 東京 🦙",
     ]:
         assert llm.tokenize(text.encode(), add_bos=False, special=False) == original.encode(text).ids, text
+
+
+def test_llama3_rope_scaling_matches_reference(tmp_path: Path) -> None:
+    llama_cpp = pytest.importorskip("llama_cpp")
+    # A tiny original context so the scaling changes most frequencies within a short prompt.
+    scaling = {
+        "rope_type": "llama3",
+        "factor": 4.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 16,
+    }
+    files, weights = write_model(tmp_path / "upload", rope_scaling=scaling)
+    convert_model_dir(files, tmp_path / "m.gguf")
+    assert "rope_freqs.weight" in {t.name for t in gguf.GGUFReader(tmp_path / "m.gguf").tensors}
+    llm = llama_cpp.Llama(model_path=str(tmp_path / "m.gguf"), n_ctx=64, logits_all=True, verbose=False)
+    tokens = llm.tokenize(b"hello world, the quick brown llama 2024 and more words", add_bos=False)
+    llm.eval(tokens)
+    got = np.asarray(llm.scores[: len(tokens)], dtype=np.float64)
+    want = reference_logits(weights, tokens, scaling)
+    unscaled = reference_logits(weights, tokens)
+    assert np.abs(got - want).max() < 0.005 * np.abs(want).max()
+    assert np.abs(got - unscaled).max() > 10 * np.abs(got - want).max()  # the scaling is really applied
