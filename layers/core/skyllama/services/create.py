@@ -35,6 +35,7 @@ from ..manifest import (
 )
 from ..modelfile import parse_modelfile
 from ..names import ModelName
+from ..options import validate_parameters
 from .catalog import Catalog
 
 Event = dict[str, Any]
@@ -94,6 +95,9 @@ def plan_create(catalog: Catalog, request: dict[str, Any]) -> CreatePlan:
     if not isinstance(name_text, str):
         raise BadRequest("missing model name")
     plan = CreatePlan(name=ModelName.parse(name_text))
+    request_params = validate_parameters(request.get("parameters"))
+    plan.messages = _validate_messages(request.get("messages"))
+    plan.licenses = _validate_license(request.get("license"))
 
     files = request.get("files")
     source = request.get("from")
@@ -129,11 +133,7 @@ def plan_create(catalog: Catalog, request: dict[str, Any]) -> CreatePlan:
         if value is not None and not isinstance(value, str):
             raise BadRequest(f"'{key}' must be a string")
         setattr(plan, key, value)
-    from ..options import validate_parameters
-
-    plan.params.update(validate_parameters(request.get("parameters")))
-    plan.messages = _validate_messages(request.get("messages"))
-    plan.licenses = _validate_license(request.get("license"))
+    plan.params.update(request_params)
     quantize = request.get("quantize") or request.get("quantization")
     if quantize is not None:
         if not isinstance(quantize, str):
