@@ -1,0 +1,116 @@
+"""Engine-neutral types: how to load a model, how to sample, what a generation returns, and the
+protocol every engine's model implements (llama.cpp in ``llama.py``, the fake in ``fake.py``)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """How to load a model: the GGUF path plus llama.cpp context parameters."""
+
+    path: str
+    n_ctx: int
+    n_batch: int = 512
+    n_gpu_layers: int = 0
+    main_gpu: int = 0
+    use_mmap: bool = True
+    use_mlock: bool = False
+    n_threads: int = 0
+    flash_attn: bool = False
+    kv_cache_type: str = "f16"
+    embedding: bool = False  # an embedding model (BERT...): loaded with pooling and embeddings on
+
+
+@dataclass
+class Sampling:
+    """Per-request sampling parameters, from Ollama's option names."""
+
+    seed: int = -1
+    num_predict: int = -1
+    top_k: int = 40
+    top_p: float = 0.9
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    repeat_last_n: int = 64
+    temperature: float = 0.8
+    repeat_penalty: float = 1.1
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    mirostat: int = 0
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
+    stop: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> Sampling:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in options.items() if k in names})
+
+
+@dataclass
+class Generated:
+    """The end of a generation: why it stopped, the tokens it produced, and timings (ns)."""
+
+    done_reason: str
+    tokens: list[int]
+    prompt_eval_count: int
+    prompt_eval_duration: int
+    eval_count: int
+    eval_duration: int
+
+
+class EngineModel(Protocol):
+    """A loaded model. Not thread-safe: one request at a time (the scheduler guarantees it)."""
+
+    n_ctx: int
+
+    def tokenize(self, text: str, *, add_special: bool | None = None) -> list[int]: ...
+
+    def detokenize(self, tokens: list[int]) -> str: ...
+
+    def generate(self, prompt: list[int], sampling: Sampling, *, grammar: str | None = None,
+                 cancel: threading.Event | None = None) -> Iterator[str | Generated]: ...
+
+    def embed(self, texts: list[str], *, normalize: bool, truncate: bool = True) -> tuple[list[list[float]], int]: ...
+
+    def memory_bytes(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class StopMatcher:
+    """Holds back text that could be the start of a stop string, so stops are never emitted."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Add text; return (text safe to emit, whether a stop string was found)."""
+        self.pending += text
+        if not self.stops:
+            out, self.pending = self.pending, ""
+            return out, False
+        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            out = self.pending[: min(hits)]
+            self.pending = ""
+            return out, True
+        keep = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(self.pending)), 0, -1):
+                if self.pending.endswith(stop[:n]):
+                    keep = max(keep, n)
+                    break
+        cut = len(self.pending) - keep
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        return out, False
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out

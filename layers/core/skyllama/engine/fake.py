@@ -1,0 +1,92 @@
+"""A fake engine for fast API and scheduler tests: no weights, scripted replies, recorded history.
+
+``FakeEngine.enqueue([...])`` queues replies (each a list of text pieces); ``FakeEngine.load`` is
+a loader with the same signature as ``engine.llama.load_llama``. Tokens are characters.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ..errors import BadRequest
+from .base import Generated, LoadSpec, Sampling, StopMatcher
+
+
+@dataclass
+class FakeEngine:
+    """Loads :class:`FakeModel` objects that reply from a shared script."""
+
+    replies: deque[list[str]] = field(default_factory=deque)
+    loads: list[LoadSpec] = field(default_factory=list)
+    closed: list[LoadSpec] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)
+    token_delay: float = 0.0
+    load_delay: float = 0.0
+
+    def enqueue(self, pieces: list[str]) -> None:
+        self.replies.append(list(pieces))
+
+    def load(self, spec: LoadSpec) -> FakeModel:
+        time.sleep(self.load_delay)
+        self.loads.append(spec)
+        return FakeModel(spec, self)
+
+
+class FakeModel:
+    """A model whose tokens are characters and whose replies come from its engine's script."""
+
+    def __init__(self, spec: LoadSpec, engine: FakeEngine) -> None:
+        self.spec = spec
+        self.engine = engine
+        self.n_ctx = spec.n_ctx
+
+    def tokenize(self, text: str, *, add_special: bool | None = None) -> list[int]:
+        return [ord(c) for c in text]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return "".join(chr(t) for t in tokens)
+
+    def generate(self, prompt: list[int], sampling: Sampling, *, grammar: str | None = None,
+                 cancel: threading.Event | None = None) -> Iterator[str | Generated]:
+        self.engine.prompts.append(self.detokenize(prompt))
+        pieces = self.engine.replies.popleft() if self.engine.replies else ["ok"]
+        stops = StopMatcher(sampling.stop)
+        tokens: list[int] = []
+        reason = "stop"
+        for piece in pieces:
+            if cancel is not None and cancel.is_set():
+                break
+            time.sleep(self.engine.token_delay)
+            if 0 <= sampling.num_predict <= len(tokens):
+                reason = "length"
+                break
+            tokens.extend(self.tokenize(piece))
+            text, stopped = stops.feed(piece)
+            if text:
+                yield text
+            if stopped:
+                break
+        else:
+            if tail := stops.flush():
+                yield tail
+        yield Generated(reason, tokens, len(prompt), 1000, len(tokens), 1000 * max(len(tokens), 1))
+
+    def embed(self, texts: list[str], *, normalize: bool, truncate: bool = True) -> tuple[list[list[float]], int]:
+        vectors = []
+        for text in texts:
+            if len(text) > self.n_ctx and not truncate:
+                raise BadRequest("the input length exceeds the context length")
+            vec = [float(len(text)), 1.0]
+            norm = sum(x * x for x in vec) ** 0.5
+            vectors.append([x / norm for x in vec] if normalize else vec)
+        return vectors, sum(min(len(t), self.n_ctx) for t in texts)
+
+    def memory_bytes(self) -> int:
+        return 1 << 20
+
+    def close(self) -> None:
+        self.engine.closed.append(self.spec)
