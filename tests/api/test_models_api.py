@@ -12,7 +12,14 @@ import pytest
 
 from ggufs import write_tiny_gguf
 from serving import RunningServer
-from skyllama.manifest import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, MEDIA_MODEL, MEDIA_PARAMS, MEDIA_SYSTEM, MEDIA_TEMPLATE
+from skyllama.manifest import (
+    CONFIG_MEDIA_TYPE,
+    MANIFEST_MEDIA_TYPE,
+    MEDIA_MODEL,
+    MEDIA_PARAMS,
+    MEDIA_SYSTEM,
+    MEDIA_TEMPLATE,
+)
 
 
 def upload(client: ollama.Client, path: Path) -> str:

@@ -11,7 +11,6 @@ nothing half-written is left behind on failure.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,11 +24,9 @@ from skyllama.convert import bert, llama
 from skyllama.convert.hf_model import HFModel, PlannedTensor
 from skyllama.convert.safetensors_reader import open_checkpoint
 from skyllama.errors import BadRequest, InvalidModelFile
+from skyllama.filenames import validate_file_name
 
 Progress = Callable[[str], None]
-
-_MAX_NAME_LENGTH = 255
-_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 @dataclass(frozen=True)
@@ -45,25 +42,6 @@ class ConvertResult:
 def supported_architectures() -> list[str]:
     """The Hugging Face ``architectures`` values this converter accepts."""
     return sorted([*bert.HF_ARCHITECTURES, *llama.HF_ARCHITECTURES])
-
-
-def validate_file_name(name: str) -> None:
-    """Accept only plain relative paths: no ``..``, absolute paths, backslashes, drives or NULs."""
-    problem = None
-    if not isinstance(name, str) or not name:
-        problem = "is empty"
-    elif len(name) > _MAX_NAME_LENGTH:
-        problem = "is too long"
-    elif any(ord(c) < 32 or c == "\x7f" for c in name):
-        problem = "contains control characters"
-    elif "\\" in name or _DRIVE.match(name):
-        problem = "must use forward slashes and no drive letter"
-    elif name.startswith("/"):
-        problem = "must be relative"
-    elif any(part in ("", ".", "..") for part in name.split("/")):
-        problem = "must not contain empty, '.' or '..' parts"
-    if problem:
-        raise BadRequest(f"invalid file name {name[:80]!r}: {problem}")
 
 
 def _module_for(hf_architecture: str) -> ModuleType:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from ..composition import Services
 
@@ -10,3 +12,7 @@ from ..composition import Services
 def services(request: Request) -> Services:
     svc: Services = request.app.state.services
     return svc
+
+
+Svc = Annotated[Services, Depends(services)]
+"""Route parameter type: ``svc: Svc`` gives the handler the process's services."""

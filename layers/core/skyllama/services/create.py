@@ -13,11 +13,12 @@ import json
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from ..digests import Digest
 from ..errors import BadRequest, BlobNotFound, ModelNotFound
+from ..filenames import validate_file_name
 from ..gguf_info import GGUFInfo, format_parameter_size, read_gguf
 from ..manifest import (
     CONFIG_MEDIA_TYPE,
@@ -41,18 +42,6 @@ from .catalog import Catalog
 Event = dict[str, Any]
 MAX_FILES = 256
 ROLES = {"system", "user", "assistant", "tool"}
-
-
-def validate_file_name(name: object) -> str:
-    """A client's file name for a blob: relative, inside the model folder, nothing odd."""
-    if not isinstance(name, str) or not name or len(name) > 1024:
-        raise BadRequest("invalid file name")
-    if "\x00" in name or "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise BadRequest(f"invalid file name {name!r}: must be a relative path")
-    parts = PurePosixPath(name).parts
-    if any(part in ("..", ".", "") for part in parts) or name.endswith("/"):
-        raise BadRequest(f"invalid file name {name!r}: must stay inside the model folder")
-    return name
 
 
 @dataclass

@@ -6,15 +6,14 @@ to its digest is refused with 400 and nothing is kept.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from ...composition import Services
 from ...digests import Digest
 from ...errors import BlobNotFound, Cancelled, PayloadTooLarge
-from ..deps import services
+from ..deps import Svc
 
 router = APIRouter()
 
@@ -22,7 +21,7 @@ WRITE_BUFFER = 1 << 20
 
 
 @router.head("/api/blobs/{digest:path}")
-async def head_blob(digest: str, svc: Services = Depends(services)) -> Response:
+async def head_blob(digest: str, svc: Svc) -> Response:
     d = Digest.parse(digest)
     if await run_in_threadpool(svc.blobs.exists, d):
         return Response(status_code=200)
@@ -30,7 +29,7 @@ async def head_blob(digest: str, svc: Services = Depends(services)) -> Response:
 
 
 @router.post("/api/blobs/{digest:path}")
-async def upload_blob(digest: str, request: Request, svc: Services = Depends(services)) -> Response:
+async def upload_blob(digest: str, request: Request, svc: Svc) -> Response:
     d = Digest.parse(digest)
     if await run_in_threadpool(svc.blobs.exists, d):
         return Response(status_code=200)  # already there: the body is not read (as Ollama)

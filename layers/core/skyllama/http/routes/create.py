@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import Response
 
-from ...composition import Services
 from ...services.create import plan_create, run_create
-from ..deps import services
+from ..deps import Svc
 from ..ndjson import in_thread, respond
 from ..types import CreateRequest
 
@@ -15,6 +14,6 @@ router = APIRouter()
 
 
 @router.post("/api/create")
-async def create(req: CreateRequest, svc: Services = Depends(services)) -> Response:
+async def create(req: CreateRequest, svc: Svc) -> Response:
     plan = await in_thread(plan_create, svc.catalog, req.as_request())
     return await respond(run_create(svc.catalog, plan), req.stream)
