@@ -12,6 +12,7 @@ from ..composition import Services, build_services
 from ..settings import Settings
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
+from .origins import install_cors, install_host_check
 from .routes import blobs, create, models, root
 
 
@@ -34,4 +35,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     for module in (root, models, blobs, create):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    install_cors(app, settings)
+    install_host_check(app, settings)  # outermost: refuse rebinding hosts before anything else
     return app

@@ -1,0 +1,108 @@
+"""Browser-facing defences, as Ollama has them: CORS origins and the Host-header check.
+
+- CORS: the origins Ollama always allows (localhost, 127.0.0.1 and 0.0.0.0 on any port, and the
+  app/file/tauri/vscode schemes) plus OLLAMA_ORIGINS. Credentials are never allowed, so a ``*``
+  never combines with cookies, and an origin is echoed back only when it matched the list.
+- Host: when the server listens on loopback, a request whose Host header names anything but a
+  loopback or local name is refused with 403. This stops DNS-rebinding pages from reaching a
+  laptop's server through a name they control.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..settings import Settings
+
+DEFAULT_ORIGIN_PATTERNS = [
+    r"https?://localhost(:\d+)?",
+    r"https?://127\.0\.0\.1(:\d+)?",
+    r"https?://0\.0\.0\.0(:\d+)?",
+    r"https?://\[::1\](:\d+)?",
+    r"app://.*",
+    r"file://.*",
+    r"tauri://.*",
+    r"vscode-webview://.*",
+    r"vscode-file://.*",
+]
+
+ALLOWED_HEADERS = ["Authorization", "Content-Type", "User-Agent", "Accept", "X-Requested-With",
+                   "OpenAI-Beta", "x-stainless-arch", "x-stainless-lang", "x-stainless-os",
+                   "x-stainless-package-version", "x-stainless-retry-count", "x-stainless-runtime",
+                   "x-stainless-runtime-version", "x-stainless-async", "x-stainless-helper-method",
+                   "x-stainless-poll-helper", "x-stainless-custom-poll-interval", "x-stainless-timeout",
+                   "X-Request-Id", "anthropic-version", "x-api-key"]
+
+
+def origin_regex(extra: str) -> tuple[str, bool]:
+    """A regex matching every allowed origin; the flag is True when OLLAMA_ORIGINS contains ``*``."""
+    patterns = list(DEFAULT_ORIGIN_PATTERNS)
+    wildcard = False
+    for item in (part.strip() for part in extra.split(",")):
+        if not item:
+            continue
+        if item == "*":
+            wildcard = True
+            continue
+        # OLLAMA_ORIGINS entries may use * as a wildcard inside (e.g. https://*.example.com)
+        patterns.append(".*".join(re.escape(piece) for piece in item.split("*")))
+    return "(" + "|".join(patterns) + ")", wildcard
+
+
+def install_cors(app: FastAPI, settings: Settings) -> None:
+    regex, wildcard = origin_regex(settings.origins)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"] if wildcard else [],
+        allow_origin_regex=None if wildcard else regex,
+        allow_credentials=False,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+        allow_headers=ALLOWED_HEADERS,
+        expose_headers=["X-Request-Id"],
+    )
+
+
+def host_allowed(host_header: str) -> bool:
+    """Loopback addresses and local names (``localhost``, ``*.localhost``, ``*.local``,
+    ``*.internal``, this machine's name) are allowed; anything else is not."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.split(":")[0]
+    if not host:
+        return True
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    return host == socket.gethostname().lower()
+
+
+class HostCheckMiddleware:
+    """403 for unexpected Host headers while bound to loopback (Ollama's allowedHostsMiddleware)."""
+
+    def __init__(self, app: ASGIApp, enabled: bool) -> None:
+        self.app = app
+        self.enabled = enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.enabled and scope["type"] == "http":
+            host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
+            if not host_allowed(host):
+                await send({"type": "http.response.start", "status": 403, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await self.app(scope, receive, send)
+
+
+def install_host_check(app: FastAPI, settings: Settings) -> None:
+    app.add_middleware(HostCheckMiddleware, enabled=settings.address.is_loopback)
