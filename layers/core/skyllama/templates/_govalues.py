@@ -11,6 +11,7 @@ Python values stand in for Go ones: ``str``, ``bool``, ``int``, ``float`` (float
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from decimal import Decimal
@@ -117,7 +118,7 @@ def format_float(f: float) -> str:
         return "-0" if math.copysign(1, f) < 0 else "0"
     sign = "-" if f < 0 else ""
     digits, dp = _shortest(abs(f))
-    if dp - 1 < -4 or dp - 1 >= 21 or dp - 1 >= max(len(digits), 6) and dp - 1 >= 6:
+    if dp - 1 < -4 or dp - 1 >= 6:  # strconv 'g' with shortest digits decides at precision 6
         return sign + _exp_form(digits, dp, True)
     return sign + _fixed_form(digits, dp)
 
@@ -186,7 +187,7 @@ def marshal(v: Any) -> str:
         return "null"
     custom = getattr(v, "go_json", None)
     if custom is not None:
-        return marshal_ordered(custom())
+        return marshal(custom())
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -196,11 +197,11 @@ def marshal(v: Any) -> str:
     if isinstance(v, str):
         return json_string(v)
     if isinstance(v, bytes | bytearray):
-        import base64
-
         return json_string(base64.b64encode(bytes(v)).decode())
     if isinstance(v, list | tuple):
         return "[" + ",".join(marshal(x) for x in v) + "]"
+    if isinstance(v, Ordered):
+        return "{" + ",".join(f"{json_string(k)}:{marshal(x)}" for k, x in v.items()) + "}"
     if isinstance(v, dict):
         return "{" + ",".join(f"{json_string(str(k))}:{marshal(v[k])}" for k in sorted(v, key=str)) + "}"
     fields = getattr(v, "go_fields", None)
@@ -212,8 +213,3 @@ def marshal(v: Any) -> str:
 class Ordered(dict[str, Any]):
     """A JSON object whose keys keep their insertion order (Go struct tags, ordered maps)."""
 
-
-def marshal_ordered(v: Any) -> str:
-    if isinstance(v, Ordered):
-        return "{" + ",".join(f"{json_string(k)}:{marshal(x)}" for k, x in v.items()) + "}"
-    return marshal(v)
