@@ -246,9 +246,13 @@ class Executor:
         except TypeError:
             raise self.error(f"wrong number of args for {name}: got {len(values)}") from None
         try:
-            return FUNCS[name](*values)
+            result = FUNCS[name](*values)
         except FuncError as e:
             raise self.error(f"error calling {name}: {e}") from None
+        # Strings built in variables (printf doubling) never reach write(); bound them here.
+        if isinstance(result, str) and len(result) > self.max_output:
+            raise TemplateError(f"template: a value is larger than {self.max_output} characters")
+        return result
 
     def and_or(self, dot: Any, name: str, arg_nodes: Sequence[ast.Arg], final: Any) -> Any:
         if not arg_nodes and final is _NO_FINAL:
