@@ -13,7 +13,7 @@ from ..settings import Settings
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 from .origins import install_cors, install_host_check
-from .routes import blobs, create, models, root
+from .routes import blobs, create, inference, models, root
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.services = services
     app.state.shutdown_hooks = []
     install_error_handlers(app)
-    for module in (root, models, blobs, create):
+    for module in (root, models, blobs, create, inference):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     install_cors(app, settings)

@@ -1,0 +1,102 @@
+"""Inference: ``/api/generate``, ``/api/chat``, ``/api/embed``, ``/api/embeddings``, ``/api/ps``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ...composition import Services
+from ...errors import Cancelled
+from ...services import inference
+from ...services.scheduler import Scheduler
+from ..deps import services
+from ..inference_types import ChatRequest, EmbeddingsRequest, EmbedRequest, GenerateRequest
+from ..ndjson import Event, respond
+
+router = APIRouter()
+
+
+def scheduler(request: Request, svc: Services = Depends(services)) -> Scheduler:
+    """The process's scheduler, made on first use (tests put an ``engine_loader`` in extras)."""
+    sched = svc.extras.get("scheduler")
+    if sched is None:
+        sched = Scheduler(svc.settings, svc.catalog, clock=svc.clock, loader=svc.extras.get("engine_loader"))
+        svc.extras["scheduler"] = sched
+        request.app.state.shutdown_hooks.append(sched.close)
+    return sched
+
+
+async def _until_disconnect(request: Request, events: AsyncGenerator[Event, None]) -> AsyncIterator[Event]:
+    """For ``stream:false``: a client that hangs up cancels its generation (499)."""
+    watcher = asyncio.ensure_future(_wait_disconnect(request))
+    try:
+        async for event in events:
+            if watcher.done():
+                raise Cancelled("request canceled")
+            yield event
+    finally:
+        watcher.cancel()
+        await events.aclose()
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+class _Closing(Response):
+    """Closes the event stream however the response ends: a client that hangs up mid-stream
+    makes ``send`` fail, which leaves the generator suspended, holding its runner slot."""
+
+    def __init__(self, inner: Response, events: AsyncGenerator[Event, None]) -> None:
+        self.inner = inner
+        self.events = events
+        self.status_code = inner.status_code
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            await self.events.aclose()
+
+
+async def _serve(request: Request, events: AsyncGenerator[Event, None], stream: bool | None,
+                 merge: Callable[[list[Event]], Event]) -> Response:
+    if stream is False:
+        return await respond(_until_disconnect(request, events), False, merge)
+    return _Closing(await respond(events, stream, merge), events)
+
+
+@router.post("/api/generate")
+async def generate(req: GenerateRequest, request: Request, svc: Services = Depends(services),
+                   sched: Scheduler = Depends(scheduler)) -> Response:
+    return await _serve(request, inference.generate(svc.catalog, sched, req), req.stream, inference.merge_generate)
+
+
+@router.post("/api/chat")
+async def chat(req: ChatRequest, request: Request, svc: Services = Depends(services),
+               sched: Scheduler = Depends(scheduler)) -> Response:
+    return await _serve(request, inference.chat(svc.catalog, sched, req), req.stream, inference.merge_chat)
+
+
+@router.post("/api/embed")
+async def embed(req: EmbedRequest, svc: Services = Depends(services),
+                sched: Scheduler = Depends(scheduler)) -> dict[str, Any]:
+    return await inference.embed(svc.catalog, sched, req)
+
+
+@router.post("/api/embeddings")
+async def embeddings(req: EmbeddingsRequest, svc: Services = Depends(services),
+                     sched: Scheduler = Depends(scheduler)) -> dict[str, Any]:
+    return await inference.embeddings(svc.catalog, sched, req)
+
+
+@router.get("/api/ps")
+async def ps(sched: Scheduler = Depends(scheduler)) -> dict[str, Any]:
+    return {"models": sched.ps()}

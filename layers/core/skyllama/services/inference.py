@@ -1,0 +1,334 @@
+"""Generate, chat and embed as async event streams; HTTP decides the shape (``http/ndjson.py``).
+
+Everything a request can get wrong is checked before the scheduler sees it, so a bad request is a
+400 before any model loads. Generation runs in a worker thread that owns the runner's context for
+the whole request and feeds an asyncio queue; the consumer going away (client disconnect) sets a
+cancel flag the engine checks between tokens, and the lease is released only once the thread has
+stopped touching the context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..durations import parse_duration
+from ..engine.base import EngineModel, Generated, Sampling
+from ..errors import BadRequest, InvalidOption
+from ..gguf_info import GGUFInfo
+from ..options import OPTIONS, parse_request_options
+from ..timefmt import now_rfc3339
+from .catalog import Catalog, Model
+from .scheduler import Lease, Scheduler
+
+Event = dict[str, Any]
+ROLES = frozenset({"system", "user", "assistant", "tool"})
+
+
+@dataclass
+class Prepared:
+    """A validated request: the model, its options, sampling, grammar and keep_alive."""
+
+    model: Model
+    options: dict[str, Any]
+    sampling: Sampling
+    grammar: str | None
+    keep_alive: float | None
+    capabilities: list[str]
+    info: GGUFInfo | None
+
+
+def prepare(catalog: Catalog, name: str, raw_options: Any, keep_alive: Any, fmt: Any = None) -> Prepared:
+    """Look the model up (404) and check options, keep_alive and format (400). Blocking."""
+    from ..engine.llama import grammar_for_format
+
+    model = catalog.get(name)
+    options = parse_request_options(raw_options)
+    predict = options.get("num_predict")
+    if predict is not None and predict < -1:
+        raise InvalidOption(f"invalid num_predict {predict}: use -1 (no limit) or a number >= 0")
+    ka = None if keep_alive is None else parse_duration(keep_alive)
+    merged = {k: default for k, (_kind, default) in OPTIONS.items() if default is not None}
+    merged.update({k: v for k, v in model.params.items() if k in OPTIONS})
+    merged.update(options)
+    layer = model.model_layer
+    return Prepared(model, options, Sampling.from_options(merged), grammar_for_format(fmt), ka,
+                    catalog.capabilities(model), catalog.gguf_info(layer.digest) if layer else None)
+
+
+def check_images(images: list[str] | None, prepared: Prepared, name: str) -> list[bytes]:
+    """Decode base64 images (400 when invalid, or when the model cannot see)."""
+    decoded = []
+    for i, image in enumerate(images or []):
+        try:
+            decoded.append(base64.b64decode(image, validate=True))
+        except (binascii.Error, ValueError):
+            raise BadRequest(f"illegal base64 data in image {i}") from None
+    if decoded and "vision" not in prepared.capabilities:
+        raise BadRequest(f'"{name}" does not support images')
+    if decoded:  # the llama.cpp engine here has no multimodal projector support yet
+        raise BadRequest(f'"{name}" images are not supported by this server\'s engine')
+    return decoded
+
+
+def require(prepared: Prepared, name: str, capability: str) -> None:
+    if capability not in prepared.capabilities:
+        raise BadRequest(f'"{name}" does not support {capability}')
+
+
+def _chunk(name: str, **fields: Any) -> Event:
+    return {"model": name, "created_at": now_rfc3339(), **fields}
+
+
+def _metrics(gen: Generated, lease: Lease, started: int) -> Event:
+    return {"done_reason": gen.done_reason, "total_duration": time.perf_counter_ns() - started,
+            "load_duration": lease.load_duration, "prompt_eval_count": gen.prompt_eval_count,
+            "prompt_eval_duration": gen.prompt_eval_duration, "eval_count": gen.eval_count,
+            "eval_duration": gen.eval_duration}
+
+
+async def in_worker(work: Callable[[threading.Event], Iterator[Any]]) -> AsyncIterator[Any]:
+    """Run a blocking iterator in its own thread and yield its items on the event loop.
+
+    Closing this generator (disconnect) sets the cancel flag and waits for the thread to end.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    cancel = threading.Event()
+    finished: asyncio.Future[None] = loop.create_future()
+
+    def put(kind: str, value: Any) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+
+    def run() -> None:
+        try:
+            for item in work(cancel):
+                put("item", item)
+                if cancel.is_set():
+                    break
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            put("error", e)
+        finally:
+            put("end", None)
+            loop.call_soon_threadsafe(lambda: finished.done() or finished.set_result(None))
+
+    threading.Thread(target=run, name="skyllama-generate", daemon=True).start()
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        cancel.set()
+        cancelled = False
+        while not finished.done():  # the context is ours until the thread lets go of it
+            try:
+                await asyncio.shield(finished)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+
+
+# -- generate ---------------------------------------------------------------------------------------
+
+async def generate(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncIterator[Event]:
+    """``/api/generate`` events: text chunks, then a final chunk with metrics and ``context``."""
+    started = time.perf_counter_ns()
+    name = req.model
+    if req.raw and (req.template or req.system or req.context):
+        raise BadRequest("raw mode does not support template, system, or context")
+    prep = await asyncio.to_thread(prepare, catalog, name, req.options, req.keep_alive, req.format)
+    if "embedding" in prep.capabilities and "completion" not in prep.capabilities:
+        raise BadRequest(f'"{name}" does not support generate')
+    check_images(req.images, prep, name)
+    if req.suffix and not req.raw:
+        require(prep, name, "insert")
+    if req.think and "thinking" not in prep.capabilities:
+        raise BadRequest(f'"{name}" does not support thinking')
+    if not req.prompt and not req.suffix:
+        async for event in _load_or_unload(scheduler, prep, name, {"response": ""}):
+            yield event
+        return
+    async with scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
+        def work(cancel: threading.Event) -> Iterator[Any]:
+            prompt = _render_generate(prep, req, lease.context)
+            tokens = lease.context.tokenize(prompt)
+            yield from lease.context.generate(tokens, prep.sampling, grammar=prep.grammar, cancel=cancel)
+            yield tokens
+
+        final: Generated | None = None
+        async for item in in_worker(work):
+            if isinstance(item, str):
+                yield _chunk(name, response=item, done=False)
+            elif isinstance(item, Generated):
+                final = item
+            elif final is not None:
+                done = _chunk(name, response="", done=True, **_metrics(final, lease, started))
+                if not req.raw:
+                    done["context"] = list(item) + final.tokens
+                yield done
+
+
+def _render_generate(prep: Prepared, req: Any, context: EngineModel) -> str:
+    from ..templates.prompt import render_generate
+
+    prefix = context.detokenize(req.context) if req.context else ""
+    if req.raw:
+        return prefix + req.prompt
+    system = req.system if req.system is not None else (prep.model.system or "")
+    template = req.template or prep.model.template
+    if template:
+        rendered = render_generate(template, prompt=req.prompt, system=system, suffix=req.suffix,
+                                   history=prep.model.messages, think=req.think)
+        return prefix + rendered.prompt
+    messages = ([{"role": "system", "content": system}] if system else []) + list(prep.model.messages)
+    messages.append({"role": "user", "content": req.prompt})
+    return prefix + _render_jinja(prep, messages, None, context)
+
+
+def _render_jinja(prep: Prepared, messages: list[dict[str, Any]], tools: list[Any] | None,
+                  context: EngineModel) -> str:
+    """Models without a template layer use their GGUF's own chat template (sandboxed Jinja)."""
+    from ..templates.jinja import render_jinja
+
+    info = prep.info
+    if info is None or not info.chat_template:
+        return "\n\n".join(str(m.get("content") or "") for m in messages)
+    special = {}
+    for key in ("bos", "eos"):
+        token_id = info.metadata.get(f"tokenizer.ggml.{key}_token_id")
+        special[key] = context.detokenize([token_id]) if isinstance(token_id, int) else ""
+    return render_jinja(info.chat_template, messages, tools, bos_token=special["bos"], eos_token=special["eos"])
+
+
+async def _load_or_unload(scheduler: Scheduler, prep: Prepared, name: str, empty: Event) -> AsyncIterator[Event]:
+    """Empty prompt/messages: ``keep_alive`` 0 unloads now, anything else loads the model."""
+    if prep.keep_alive is not None and prep.keep_alive == 0:
+        await scheduler.unload(prep.model)
+        yield _chunk(name, **empty, done=True, done_reason="unload")
+        return
+    async with scheduler.acquire(prep.model, prep.options, prep.keep_alive):
+        pass
+    yield _chunk(name, **empty, done=True, done_reason="load")
+
+
+# -- chat -------------------------------------------------------------------------------------------
+
+async def chat(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncIterator[Event]:
+    """``/api/chat`` events: content chunks, tool-call chunks, then a final chunk with metrics."""
+    from ..templates.gotemplate import parse
+    from ..templates.tools import ToolCallParser
+
+    started = time.perf_counter_ns()
+    name = req.model
+    prep = await asyncio.to_thread(prepare, catalog, name, req.options, req.keep_alive, req.format)
+    if "embedding" in prep.capabilities and "completion" not in prep.capabilities:
+        raise BadRequest(f'"{name}" does not support chat')
+    messages = req.messages or []
+    for message in messages:
+        if message.role not in ROLES:
+            raise BadRequest(f"invalid role: {message.role!r}, expected system, user, assistant or tool")
+        check_images(message.images, prep, name)
+    template = prep.model.template
+    if req.tools and template:
+        require(prep, name, "tools")
+    if req.think and "thinking" not in prep.capabilities:
+        raise BadRequest(f'"{name}" does not support thinking')
+    if not messages:
+        async for event in _load_or_unload(scheduler, prep, name, {"message": {"role": "assistant", "content": ""}}):
+            yield event
+        return
+    msgs = list(prep.model.messages) + [m.model_dump(exclude_none=True) for m in messages]
+    if prep.model.system and msgs[0].get("role") != "system":
+        msgs.insert(0, {"role": "system", "content": prep.model.system})
+    parser = ToolCallParser(req.tools, template=parse(template) if template else None) if req.tools else None
+    async with scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
+        def work(cancel: threading.Event) -> Iterator[Any]:
+            context = lease.context
+            if template:
+                from ..templates.prompt import render_chat
+
+                prompt = render_chat(template, msgs, req.tools, think=req.think, num_ctx=context.n_ctx,
+                                     count_tokens=lambda text: len(context.tokenize(text))).prompt
+            else:
+                prompt = _render_jinja(prep, msgs, req.tools, context)
+            yield from context.generate(context.tokenize(prompt), prep.sampling, grammar=prep.grammar,
+                                        cancel=cancel)
+
+        async for item in in_worker(work):
+            if isinstance(item, str):
+                content, calls = parser.feed(item) if parser else (item, [])
+                if content:
+                    yield _chunk(name, message={"role": "assistant", "content": content}, done=False)
+                if calls:
+                    yield _chunk(name, message={"role": "assistant", "content": "",
+                                                "tool_calls": [c.to_api() for c in calls]}, done=False)
+            elif isinstance(item, Generated):
+                rest = parser.finish() if parser else ""
+                yield _chunk(name, message={"role": "assistant", "content": rest}, done=True,
+                             **_metrics(item, lease, started))
+
+
+# -- embeddings -------------------------------------------------------------------------------------
+
+async def embed(catalog: Catalog, scheduler: Scheduler, req: Any) -> Event:
+    """``/api/embed``: L2-normalised vectors (cut to ``dimensions`` and re-normalised if asked)."""
+    started = time.perf_counter_ns()
+    prep = await asyncio.to_thread(prepare, catalog, req.model, req.options, req.keep_alive)
+    inputs = [req.input] if isinstance(req.input, str) and req.input else list(req.input or [])
+    if isinstance(req.input, str) and not req.input:
+        inputs = []
+    async with scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
+        if not inputs:
+            return {"model": req.model, "embeddings": []}
+        vectors, count = await asyncio.to_thread(lease.context.embed, inputs, normalize=True,
+                                                 truncate=req.truncate)
+    if req.dimensions:
+        vectors = [_l2(v[: req.dimensions]) for v in vectors]
+    return {"model": req.model, "embeddings": vectors, "total_duration": time.perf_counter_ns() - started,
+            "load_duration": lease.load_duration, "prompt_eval_count": count}
+
+
+async def embeddings(catalog: Catalog, scheduler: Scheduler, req: Any) -> Event:
+    """``/api/embeddings`` (legacy): one raw, un-normalised vector."""
+    prep = await asyncio.to_thread(prepare, catalog, req.model, req.options, req.keep_alive)
+    async with scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
+        if not req.prompt:
+            return {"embedding": []}
+        vectors, _count = await asyncio.to_thread(lease.context.embed, [req.prompt], normalize=False)
+    return {"embedding": vectors[0]}
+
+
+def _l2(vector: list[float]) -> list[float]:
+    norm = sum(x * x for x in vector) ** 0.5
+    return [x / norm for x in vector] if norm > 0 else vector
+
+
+# -- stream:false -----------------------------------------------------------------------------------
+
+def merge_generate(events: list[Event]) -> Event:
+    """One object for ``stream:false``: the text concatenated, the final chunk's metrics."""
+    merged = dict(events[-1]) if events else {}
+    merged["response"] = "".join(e.get("response", "") for e in events)
+    return merged
+
+
+def merge_chat(events: list[Event]) -> Event:
+    merged = dict(events[-1]) if events else {}
+    calls = [c for e in events for c in e.get("message", {}).get("tool_calls", [])]
+    message: Event = {"role": "assistant",
+                      "content": "".join(e.get("message", {}).get("content", "") for e in events)}
+    if calls:
+        message["tool_calls"] = calls
+    merged["message"] = message
+    return merged

@@ -1,0 +1,326 @@
+"""The runner scheduler: which models are loaded, who may use them, and when they go away.
+
+- One :class:`Runner` per loaded model, keyed by its :class:`LoadSpec` (the GGUF blob plus the
+  load options), so two names for the same manifest share a runner, while a copy with another
+  ``num_ctx`` gets its own.
+- ``keep_alive`` per request (default ``OLLAMA_KEEP_ALIVE``): ``0`` unloads as soon as the runner
+  is idle, ``inf`` (negative on the wire) never expires. The expiry is set when a request ends,
+  and a background task unloads idle runners on time.
+- At most ``OLLAMA_MAX_LOADED_MODELS`` runners: a new one evicts the least recently used *idle*
+  runner; when every runner is busy the request waits for one to become idle.
+- ``OLLAMA_NUM_PARALLEL`` (or the model's ``num_parallel`` PARAMETER) requests run at once per
+  runner. llama.cpp contexts are not thread-safe, so each parallel slot gets **its own context**
+  (loaded on first need; weights are mmap-shared through the page cache). Serialising decode on
+  one context would make interleaved requests evict each other's KV cache on every token.
+- At most ``OLLAMA_MAX_QUEUE`` requests wait (for a slot or for room); one more is a 503 at once.
+- Loading and unloading run in worker threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..engine.base import EngineModel, LoadSpec
+from ..errors import Busy, InvalidOption
+from ..options import OPTIONS
+from ..ports import Clock
+from ..settings import Settings
+from ..timefmt import rfc3339
+from .catalog import Catalog, Model
+
+log = logging.getLogger(__name__)
+
+BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
+# Go's time.Duration(math.MaxInt64): what Ollama adds to "now" for a runner that never expires.
+FOREVER_DELTA = timedelta(microseconds=(2**63 - 1) // 1000)
+
+Loader = Callable[[LoadSpec], EngineModel]
+
+
+@dataclass(eq=False)
+class Runner:
+    """A loaded model: its contexts (one per parallel slot), users, and expiry."""
+
+    spec: LoadSpec
+    model: Model
+    parallel: int
+    sem: asyncio.Semaphore
+    ready: asyncio.Future[None]
+    contexts: list[EngineModel] = field(default_factory=list)
+    free: list[EngineModel] = field(default_factory=list)
+    refs: int = 0  # requests committed to this runner (waiting or running)
+    keep_alive: float = 300.0
+    expires_at: float = math.inf
+    last_used: float = 0.0
+    closed: bool = False
+
+    @property
+    def idle(self) -> bool:
+        return self.refs == 0 and self.ready.done()
+
+
+@dataclass
+class Lease:
+    """One request's use of a runner: the context it may use alone, and its load time (ns)."""
+
+    runner: Runner
+    context: EngineModel
+    load_duration: int
+
+
+class Scheduler:
+    """Loads, shares, queues and expires runners (see the module docstring)."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, *, clock: Clock | None = None,
+                 loader: Loader | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.clock = clock or Clock()
+        if loader is None:
+            from ..engine.llama import load_llama
+
+            loader = load_llama
+        self.loader = loader
+        self._runners: dict[LoadSpec, Runner] = {}
+        self._cond: asyncio.Condition | None = None
+        self._waiting = 0
+        self._wake: asyncio.Event | None = None
+        self._reaper: asyncio.Task[None] | None = None
+
+    # -- planning --------------------------------------------------------------------------------
+
+    def plan(self, model: Model, options: dict[str, Any]) -> tuple[LoadSpec, int]:
+        """The load spec and parallel slots for ``model`` with request ``options``."""
+        if "num_ctx" in options and options["num_ctx"] > self.settings.max_num_ctx:
+            raise InvalidOption(f"num_ctx {options['num_ctx']} exceeds the maximum {self.settings.max_num_ctx}")
+        merged = {k: v for k, v in model.params.items() if k in OPTIONS}
+        merged.update(options)
+        layer = model.model_layer
+        info = self.catalog.gguf_info(layer.digest) if layer else None
+        train_ctx = info.context_length if info and info.context_length else None
+        n_ctx = merged.get("num_ctx") or self.settings.context_length or train_ctx or 2048
+        if train_ctx:
+            n_ctx = min(n_ctx, train_ctx)
+        n_ctx = max(min(n_ctx, self.settings.max_num_ctx), 16)
+        embedding = bool(info and info.is_embedding_model)
+        n_batch = n_ctx if embedding else max(1, min(int(merged.get("num_batch") or 512), n_ctx))
+        spec = LoadSpec(
+            path=str(self.catalog.model_path(model)), n_ctx=n_ctx, n_batch=n_batch,
+            n_gpu_layers=int(merged.get("num_gpu", -1)), main_gpu=int(merged.get("main_gpu", 0)),
+            use_mmap=bool(merged.get("use_mmap", True)), use_mlock=bool(merged.get("use_mlock", False)),
+            n_threads=int(merged.get("num_thread") or self.settings.num_thread or 0),
+            flash_attn=self.settings.flash_attention, kv_cache_type=self.settings.kv_cache_type,
+            embedding=embedding,
+        )
+        parallel = int(merged.get("num_parallel") or self.settings.effective_num_parallel)
+        return spec, max(1, parallel)
+
+    # -- using runners ---------------------------------------------------------------------------
+
+    def _setup(self) -> asyncio.Condition:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+            self._wake = asyncio.Event()
+            self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
+        return self._cond
+
+    def _keep_alive(self, keep_alive: float | None) -> float:
+        return self.settings.keep_alive if keep_alive is None else keep_alive
+
+    def _enter_queue(self) -> None:
+        if self._waiting >= self.settings.max_queue:
+            raise Busy(BUSY_MESSAGE)
+        self._waiting += 1
+
+    @asynccontextmanager
+    async def acquire(self, model: Model, options: dict[str, Any],
+                      keep_alive: float | None = None) -> AsyncIterator[Lease]:
+        """Hold one slot of the runner for ``model`` (loading it if needed) for the block."""
+        started = time.perf_counter_ns()
+        spec, parallel = await asyncio.to_thread(self.plan, model, options)
+        runner = await self._runner_for(spec, model, parallel)
+        try:
+            if runner.sem.locked():
+                self._enter_queue()
+                try:
+                    await runner.sem.acquire()
+                finally:
+                    self._waiting -= 1
+            else:
+                await runner.sem.acquire()
+        except BaseException:
+            await self._release_ref(runner, keep_alive)
+            raise
+        try:
+            await asyncio.shield(runner.ready)
+            context = runner.free.pop() if runner.free else await self._load_context(runner)
+        except BaseException:
+            runner.sem.release()
+            await self._release_ref(runner, keep_alive)
+            raise
+        runner.expires_at = self._expiry(self._keep_alive(keep_alive))
+        try:
+            yield Lease(runner, context, time.perf_counter_ns() - started)
+        finally:
+            runner.free.append(context)
+            runner.sem.release()
+            await self._release_ref(runner, keep_alive)
+
+    async def _runner_for(self, spec: LoadSpec, model: Model, parallel: int) -> Runner:
+        cond = self._setup()
+        async with cond:
+            waiting = False
+            try:
+                while True:
+                    runner = self._runners.get(spec)
+                    if runner is not None:
+                        runner.refs += 1
+                        return runner
+                    if len(self._runners) < self.settings.effective_max_loaded_models:
+                        break
+                    victim = min((r for r in self._runners.values() if r.idle), default=None,
+                                 key=lambda r: r.last_used)
+                    if victim is not None:
+                        await self._unload(victim)
+                        continue
+                    if not waiting:
+                        self._enter_queue()
+                        waiting = True
+                    await cond.wait()
+            finally:
+                if waiting:
+                    self._waiting -= 1
+            loop = asyncio.get_running_loop()
+            runner = Runner(spec=spec, model=model, parallel=parallel, sem=asyncio.Semaphore(parallel),
+                            ready=loop.create_future(), refs=1, last_used=self.clock.now())
+            self._runners[spec] = runner
+        loop.create_task(self._load_first(runner))
+        return runner
+
+    async def _load_first(self, runner: Runner) -> None:
+        try:
+            context = await asyncio.to_thread(self.loader, runner.spec)
+        except BaseException as e:  # noqa: BLE001 - every waiter gets the load error
+            log.warning("loading %s failed: %s", runner.model.name.display(), e)
+            async with self._setup():
+                if self._runners.get(runner.spec) is runner:
+                    del self._runners[runner.spec]
+                self._setup().notify_all()
+            runner.closed = True
+            runner.ready.set_exception(e)
+            runner.ready.exception()  # mark retrieved: waiters may all be gone
+            return
+        runner.contexts.append(context)
+        runner.free.append(context)
+        runner.ready.set_result(None)
+
+    async def _load_context(self, runner: Runner) -> EngineModel:
+        context = await asyncio.to_thread(self.loader, runner.spec)
+        runner.contexts.append(context)
+        return context
+
+    async def _release_ref(self, runner: Runner, keep_alive: float | None) -> None:
+        cond = self._setup()
+        async with cond:
+            runner.refs -= 1
+            runner.last_used = self.clock.now()
+            runner.keep_alive = self._keep_alive(keep_alive)
+            runner.expires_at = self._expiry(runner.keep_alive)
+            if runner.idle and runner.keep_alive <= 0:
+                await self._unload(runner)
+            cond.notify_all()
+        assert self._wake is not None
+        self._wake.set()
+
+    def _expiry(self, keep_alive: float) -> float:
+        return math.inf if math.isinf(keep_alive) else self.clock.now() + max(keep_alive, 0.0)
+
+    async def _unload(self, runner: Runner) -> None:
+        """Forget ``runner`` and free its contexts (caller holds the condition)."""
+        if self._runners.get(runner.spec) is runner:
+            del self._runners[runner.spec]
+        if runner.closed:
+            return
+        runner.closed = True
+        contexts, runner.contexts, runner.free = runner.contexts, [], []
+        for context in contexts:
+            await asyncio.to_thread(context.close)
+        log.info("unloaded %s", runner.model.name.display())
+
+    # -- unload, expiry, listing -----------------------------------------------------------------
+
+    async def unload(self, model: Model) -> None:
+        """Unload every runner of ``model``'s weights now, or as soon as it is idle."""
+        cond = self._setup()
+        path = str(self.catalog.model_path(model))
+        async with cond:
+            for runner in [r for r in self._runners.values() if r.spec.path == path]:
+                runner.keep_alive = 0.0
+                if runner.idle:
+                    await self._unload(runner)
+            cond.notify_all()
+
+    async def reap(self) -> float:
+        """Unload idle runners past their expiry; return seconds until the next expiry."""
+        cond = self._setup()
+        now = self.clock.now()
+        async with cond:
+            for runner in [r for r in self._runners.values() if r.idle and r.expires_at <= now]:
+                await self._unload(runner)
+            cond.notify_all()
+            pending = [r.expires_at - now for r in self._runners.values() if r.idle]
+        return min(pending, default=math.inf)
+
+    async def _reap_forever(self) -> None:
+        assert self._wake is not None
+        while True:
+            delay = await self.reap()
+            self._wake.clear()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=min(delay, 60.0) + 0.01)
+
+    def loaded(self) -> list[Runner]:
+        return [r for r in self._runners.values() if r.ready.done() and not r.closed]
+
+    def ps(self) -> list[dict[str, Any]]:
+        """``/api/ps``: loaded models, the longest remaining time first."""
+        from ..engine import llama as _llama
+
+        gpu = _llama.supports_gpu() if self.loader is _llama.load_llama else False
+        rows = []
+        now = datetime.now(tz=UTC)
+        for runner in sorted(self.loaded(), key=lambda r: r.expires_at, reverse=True):
+            if math.isinf(runner.expires_at):
+                expires = now + FOREVER_DELTA
+            else:
+                expires = datetime.fromtimestamp(runner.expires_at, tz=UTC)
+            size = sum(c.memory_bytes() for c in runner.contexts)
+            name = runner.model.name.display()
+            rows.append({
+                "name": name, "model": name, "size": size, "digest": runner.model.digest.hex,
+                "details": runner.model.details(), "expires_at": rfc3339(expires),
+                "size_vram": size if gpu and runner.spec.n_gpu_layers != 0 else 0,
+                "context_length": runner.spec.n_ctx,
+            })
+        return rows
+
+    async def close(self) -> None:
+        """Stop the expiry task and unload everything (server shutdown)."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._reaper
+        for runner in list(self._runners.values()):
+            if self._runners.get(runner.spec) is runner:
+                del self._runners[runner.spec]
+            for context in runner.contexts:
+                await asyncio.to_thread(context.close)
+            runner.contexts = []
