@@ -42,17 +42,28 @@ class RenderedPrompt:
 
 # -- template analysis --------------------------------------------------------------------------
 def template_vars(tmpl: Template) -> list[str]:
-    """Ollama's ``Template.Vars``: lower-cased field and variable names used, sorted."""
+    """Ollama's ``Template.Vars``: lower-cased field and variable names used, sorted.
+
+    As in Ollama, this includes ``response`` for templates that get ``{{ .Response }}`` appended.
+    """
+    names = _raw_names(tmpl)
+    if "messages" not in names:
+        names.add("response")
+    return sorted(names)
+
+
+def _raw_names(tmpl: Template) -> set[str]:
     names: set[str] = set()
     for node in walk_nodes(tmpl.nodes):
         if isinstance(node, ast.Field | ast.Variable):
             names.update(i.lower() for i in node.idents)
-    return sorted(names)
+    return names
 
 
-def _with_response(tmpl: Template, names: list[str]) -> tuple[ast.Node, ...]:
+def _with_response(tmpl: Template) -> tuple[ast.Node, ...]:
     # Ollama's Parse appends {{ .Response }} to templates that mention neither.
-    if "messages" in names or "response" in names:
+    raw = _raw_names(tmpl)
+    if "messages" in raw or "response" in raw:
         return tmpl.nodes
     return (*tmpl.nodes, _RESPONSE)
 
@@ -110,7 +121,7 @@ def _infer_thinking_tags(tmpl: Template) -> tuple[str, str]:
 
     def visit(n: ast.Node, ranges: list[ast.Range], lst: tuple[ast.Node, ...]) -> None:
         nonlocal opening, closing
-        if isinstance(n, ast.Action | ast.Branch):
+        if isinstance(n, ast.Action | ast.If | ast.With | ast.Range):
             for a in _pipe_args(n.pipe):
                 if isinstance(a, ast.Field) and a.idents[0] == "Thinking" and ranges and any(
                         isinstance(x, ast.Field) and x.idents[0] == "Messages" for x in _pipe_args(ranges[-1].pipe)):
@@ -190,7 +201,7 @@ def _execute(tmpl: Template, msgs: Sequence[dict[str, Any]], tools: Sequence[Any
              limits: dict[str, Any]) -> str:
     """Ollama's ``Template.Execute`` for a chat (the non-suffix paths)."""
     names = template_vars(tmpl)
-    nodes = _with_response(tmpl, names)
+    nodes = _with_response(tmpl)
     system, collated = _collate(msgs)
     thinkv = _think_values(think)
     if "messages" in names:
@@ -290,7 +301,7 @@ def render_generate(template: str, *, prompt: str, system: str = "", suffix: str
     tmpl = parse(template)
     if prompt and suffix:
         data = {"Prompt": prompt, "Suffix": suffix, "Response": "", **_think_values(think)}
-        nodes = _with_response(tmpl, template_vars(tmpl))
+        nodes = _with_response(tmpl)
         return RenderedPrompt(execute_nodes(nodes, data, max_output=max_output, timeout=timeout), list(images))
     msgs: list[Any] = [{"role": "system", "content": system}] if system else []
     msgs += list(history)
