@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -80,18 +79,19 @@ class Model:
         }
 
 
-def template_capabilities(template: str | None) -> set[str]:
-    """What a Go template lets a model do: ``tools`` (.Tools), ``insert`` (.Suffix), ``thinking``."""
-    caps: set[str] = set()
-    if not template:
-        return caps
-    if re.search(r"\.Tools\b", template):
-        caps.add("tools")
-    if re.search(r"\.Suffix\b", template):
-        caps.add("insert")
-    if re.search(r"\.(Think|Thinking|ThinkLevel)\b", template):
-        caps.add("thinking")
-    return caps
+def template_capabilities(template: str | None, chat_template: str | None = None) -> set[str]:
+    """What a model's template lets it do (``tools``, ``insert``, ``thinking``), by Ollama's rules:
+    the Go template layer when there is one, else the GGUF's own Jinja chat template."""
+    from ..templates import describe_jinja_template, describe_template
+
+    try:
+        if template:
+            return set(describe_template(template)["capabilities"])
+        if chat_template:
+            return set(describe_jinja_template(chat_template)["capabilities"])
+    except SkyllamaError:
+        log.warning("unparsable template; reporting no template capabilities")
+    return set()
 
 
 class Catalog:
@@ -166,7 +166,7 @@ class Catalog:
             caps.add("embedding")
         else:
             caps.add("completion")
-            caps |= template_capabilities(model.template)
+            caps |= template_capabilities(model.template, info.chat_template if info else None)
         if model.projectors or (info is not None and info.arch_value("vision.block_count") is not None):
             caps.add("vision")
         order = ["completion", "tools", "insert", "vision", "embedding", "thinking"]
