@@ -138,6 +138,9 @@ class LlamaModel:
         if limit <= 0:
             yield Generated(reason, tokens, len(prompt), 0, 0, 0)
             return
+        # llama-cpp-python 0.3.36's KV prefix reuse replays the last prompt token wrongly (greedy
+        # output changes on a repeated prompt), so every generation starts from a clean cache.
+        llm.reset()
         gen = llm.generate(
             prompt, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
             typical_p=sampling.typical_p, temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty,
