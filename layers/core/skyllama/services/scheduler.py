@@ -1,8 +1,10 @@
 """The runner scheduler: which models are loaded, who may use them, and when they go away.
 
-- One :class:`Runner` per loaded model, keyed by its :class:`LoadSpec` (the GGUF blob plus the
-  load options), so two names for the same manifest share a runner, while a copy with another
-  ``num_ctx`` gets its own.
+- One :class:`Runner` per loaded model, keyed by the manifest digest and the :class:`LoadSpec`
+  (the GGUF blob plus the load options): two names for the same manifest (``/api/copy``) share a
+  runner, a model created with another ``num_ctx`` is another model with its own runner, and the
+  same model asked for with other load options replaces its runner once that is idle (as Ollama
+  reloads).
 - ``keep_alive`` per request (default ``OLLAMA_KEEP_ALIVE``): ``0`` unloads as soon as the runner
   is idle, ``inf`` (negative on the wire) never expires. The expiry is set when a request ends,
   and a background task unloads idle runners on time.
@@ -49,6 +51,7 @@ Loader = Callable[[LoadSpec], EngineModel]
 class Runner:
     """A loaded model: its contexts (one per parallel slot), users, and expiry."""
 
+    key: tuple[str, LoadSpec]
     spec: LoadSpec
     model: Model
     parallel: int
@@ -89,7 +92,7 @@ class Scheduler:
 
             loader = load_llama
         self.loader = loader
-        self._runners: dict[LoadSpec, Runner] = {}
+        self._runners: dict[tuple[str, LoadSpec], Runner] = {}
         self._cond: asyncio.Condition | None = None
         self._waiting = 0
         self._wake: asyncio.Event | None = None
@@ -176,17 +179,19 @@ class Scheduler:
 
     async def _runner_for(self, spec: LoadSpec, model: Model, parallel: int) -> Runner:
         cond = self._setup()
+        key = (model.digest.hex, spec)
         async with cond:
             waiting = False
             try:
                 while True:
-                    runner = self._runners.get(spec)
+                    runner = self._runners.get(key)
                     if runner is not None:
                         runner.refs += 1
                         return runner
-                    if len(self._runners) < self.settings.effective_max_loaded_models:
+                    stale = [r for r in self._runners.values() if r.key[0] == key[0]]
+                    if not stale and len(self._runners) < self.settings.effective_max_loaded_models:
                         break
-                    victim = min((r for r in self._runners.values() if r.idle), default=None,
+                    victim = min((r for r in stale or self._runners.values() if r.idle), default=None,
                                  key=lambda r: r.last_used)
                     if victim is not None:
                         await self._unload(victim)
@@ -199,9 +204,9 @@ class Scheduler:
                 if waiting:
                     self._waiting -= 1
             loop = asyncio.get_running_loop()
-            runner = Runner(spec=spec, model=model, parallel=parallel, sem=asyncio.Semaphore(parallel),
+            runner = Runner(key=key, spec=spec, model=model, parallel=parallel, sem=asyncio.Semaphore(parallel),
                             ready=loop.create_future(), refs=1, last_used=self.clock.now())
-            self._runners[spec] = runner
+            self._runners[key] = runner
         loop.create_task(self._load_first(runner))
         return runner
 
@@ -211,8 +216,8 @@ class Scheduler:
         except BaseException as e:  # noqa: BLE001 - every waiter gets the load error
             log.warning("loading %s failed: %s", runner.model.name.display(), e)
             async with self._setup():
-                if self._runners.get(runner.spec) is runner:
-                    del self._runners[runner.spec]
+                if self._runners.get(runner.key) is runner:
+                    del self._runners[runner.key]
                 self._setup().notify_all()
             runner.closed = True
             runner.ready.set_exception(e)
@@ -245,8 +250,8 @@ class Scheduler:
 
     async def _unload(self, runner: Runner) -> None:
         """Forget ``runner`` and free its contexts (caller holds the condition)."""
-        if self._runners.get(runner.spec) is runner:
-            del self._runners[runner.spec]
+        if self._runners.get(runner.key) is runner:
+            del self._runners[runner.key]
         if runner.closed:
             return
         runner.closed = True
@@ -258,11 +263,10 @@ class Scheduler:
     # -- unload, expiry, listing -----------------------------------------------------------------
 
     async def unload(self, model: Model) -> None:
-        """Unload every runner of ``model``'s weights now, or as soon as it is idle."""
+        """Unload ``model``'s runners now, or each as soon as it is idle."""
         cond = self._setup()
-        path = str(self.catalog.model_path(model))
         async with cond:
-            for runner in [r for r in self._runners.values() if r.spec.path == path]:
+            for runner in [r for r in self._runners.values() if r.key[0] == model.digest.hex]:
                 runner.keep_alive = 0.0
                 if runner.idle:
                     await self._unload(runner)
@@ -319,8 +323,8 @@ class Scheduler:
             with suppress(asyncio.CancelledError):
                 await self._reaper
         for runner in list(self._runners.values()):
-            if self._runners.get(runner.spec) is runner:
-                del self._runners[runner.spec]
+            if self._runners.get(runner.key) is runner:
+                del self._runners[runner.key]
             for context in runner.contexts:
                 await asyncio.to_thread(context.close)
             runner.contexts = []
