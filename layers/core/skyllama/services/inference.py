@@ -122,6 +122,10 @@ async def in_worker(work: Callable[[threading.Event], Iterator[Any]]) -> AsyncIt
     try:
         while True:
             kind, value = await queue.get()
+            # Text that piled up while the client was being served goes out as one chunk: on a
+            # busy CPU this keeps per-token HTTP work from slowing the decode threads.
+            while isinstance(value, str) and not queue.empty() and isinstance(queue._queue[0][1], str):  # type: ignore[attr-defined]
+                value += queue.get_nowait()[1]
             if kind == "end":
                 return
             if kind == "error":

@@ -1,0 +1,64 @@
+"""Shared setup for the benchmark scripts: a demo models folder and a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from serving import run_server  # noqa: E402
+from skyllama.composition import build_services  # noqa: E402
+from skyllama.demo import import_gguf, install_demo_models  # noqa: E402
+from skyllama.settings import Settings  # noqa: E402
+
+__all__ = ["demo_folder", "gguf_path", "median", "run_server", "serve_in_subprocess"]
+
+
+def demo_folder(extra_gguf: Path | None = None, extra_name: str = "bench-embed") -> Path:
+    """A fresh models folder with the demo models (and one more GGUF, if given)."""
+    folder = Path(tempfile.mkdtemp(prefix="skyllama-bench-"))
+    services = build_services(Settings.from_env({}, models=folder, state_db=folder / ".skyllama" / "state.db"))
+    install_demo_models(services)
+    if extra_gguf is not None:
+        import_gguf(services, extra_gguf, {"model": extra_name})
+    services.close()
+    return folder
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def gguf_path(folder: Path, name: str) -> str:
+    services = build_services(Settings.from_env({}, models=folder, state_db=folder / ".skyllama" / "state.db"))
+    path = str(services.catalog.model_path(services.catalog.get(name)))
+    services.close()
+    return path
+
+
+def _serve(folder: Path, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    import threading
+
+    with run_server(folder) as server:
+        queue.put(server.url)
+        threading.Event().wait()
+
+
+@contextmanager
+def serve_in_subprocess(folder: Path) -> Iterator[str]:
+    """A real server in its own process (its own GIL, as in production); yields its URL."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(target=_serve, args=(folder, queue), daemon=True)
+    process.start()
+    try:
+        yield queue.get(timeout=120)
+    finally:
+        process.terminate()
+        process.join(10)
