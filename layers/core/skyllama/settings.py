@@ -132,6 +132,21 @@ class Settings(BaseSettings):
                                 description="Largest blob upload.")
     num_thread: int = Field(0, ge=0, validation_alias=AliasChoices("SKYLLAMA_NUM_THREAD", "num_thread"),
                             description="llama.cpp threads (0 = physical cores).")
+    auth: Literal["auto", "on", "off"] = Field(
+        "auto", validation_alias=AliasChoices("SKYLLAMA_AUTH", "auth"),
+        description="API keys (Authorization: Bearer): auto = on unless listening on loopback with the "
+                    "local backend (always on with backend=aws); on; off.")
+    auth_cache_seconds: float = Field(5.0, ge=0, le=300,
+                                      validation_alias=AliasChoices("SKYLLAMA_AUTH_CACHE_SECONDS", "auth_cache_seconds"),
+                                      description="How long a verified API key is cached in-process; a revoked key "
+                                                  "stops working within this many seconds.")
+    registry_public_read: bool = Field(False, validation_alias=AliasChoices("SKYLLAMA_REGISTRY_PUBLIC_READ",
+                                                                            "registry_public_read"),
+                                       description="With auth on, let /v2/ registry reads (GET/HEAD) through "
+                                                   "without a key; writes always need the manage scope.")
+    emf_metrics: Literal["auto", "on", "off"] = Field(
+        "auto", validation_alias=AliasChoices("SKYLLAMA_EMF_METRICS", "emf_metrics"),
+        description="Print per-request CloudWatch EMF metrics to stdout: auto = only with backend=aws.")
 
     @field_validator("keep_alive", mode="before")
     @classmethod
@@ -183,6 +198,17 @@ class Settings(BaseSettings):
     @property
     def state_path(self) -> Path:
         return self.state_db or (self.models / ".skyllama" / "state.db")
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether requests need an API key (SKYLLAMA_AUTH, with ``auto`` resolved)."""
+        if self.auth != "auto":
+            return self.auth == "on"
+        return self.backend == "aws" or not self.address.is_loopback
+
+    @property
+    def emf_enabled(self) -> bool:
+        return self.emf_metrics == "on" or (self.emf_metrics == "auto" and self.backend == "aws")
 
     @property
     def keep_alive_forever(self) -> bool:

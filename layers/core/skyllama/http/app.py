@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..composition import Services, build_services
 from ..settings import Settings
+from .auth import install_auth
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 from .origins import install_cors, install_host_check
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     for module in (root, models, blobs, create, inference):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    install_auth(app, settings)  # keys, scopes and metering: before bodies are read, after CORS
     install_cors(app, settings)
     install_host_check(app, settings)  # outermost: refuse rebinding hosts before anything else
     return app

@@ -32,6 +32,7 @@ from ..names import ModelName
 from ..options import format_parameters
 from ..ports import BlobStore, ManifestStore, StoredManifest
 from ..timefmt import rfc3339
+from . import ownership
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class Catalog:
         stored = self.manifests.get(name)
         if stored is None:
             raise ModelNotFound(f"model '{name_text}' not found")
+        ownership.check_read(stored.name, f"model '{name_text}' not found")
         return self._load(stored)
 
     def _load(self, stored: StoredManifest) -> Model:
@@ -177,7 +179,11 @@ class Catalog:
     def list_models(self) -> list[dict[str, Any]]:
         """``/api/tags``: newest first; one unreadable manifest never hides the others."""
         entries = []
-        for stored in self.manifests.list():
+        stored_list = self.manifests.list()
+        readable = ownership.visible(s.name for s in stored_list)
+        for stored in stored_list:
+            if stored.name.key not in readable:
+                continue
             try:
                 model = self._load(stored)
             except SkyllamaError as e:
@@ -233,7 +239,10 @@ class Catalog:
         stored = self.manifests.get(src)
         if stored is None:
             raise ModelNotFound(f'model "{source}" not found')
+        ownership.check_read(stored.name, f'model "{source}" not found')
+        ownership.check_write(dst)
         self.manifests.put(dst, stored.data)
+        ownership.claim(dst)
 
     def delete(self, name_text: str) -> None:
         """Remove the manifest, then the blobs only it referenced (never a shared one)."""
@@ -241,11 +250,13 @@ class Catalog:
         stored = self.manifests.get(name)
         if stored is None:
             raise ModelNotFound(f"model '{name_text}' not found")
+        ownership.check_delete(stored.name, f"model '{name_text}' not found")
         try:
             candidates = set(Manifest.parse(stored.data).blobs())
         except SkyllamaError:
             candidates = set()
         self.manifests.delete(stored.name)
+        ownership.forget(stored.name)
         self.prune(candidates)
 
     def prune(self, candidates: set[Digest]) -> list[Digest]:

@@ -37,6 +37,7 @@ from ..manifest import (
 from ..modelfile import parse_modelfile
 from ..names import ModelName
 from ..options import validate_parameters
+from . import ownership
 from .catalog import Catalog
 
 Event = dict[str, Any]
@@ -84,6 +85,7 @@ def plan_create(catalog: Catalog, request: dict[str, Any]) -> CreatePlan:
     if not isinstance(name_text, str):
         raise BadRequest("missing model name")
     plan = CreatePlan(name=ModelName.parse(name_text))
+    ownership.check_write(plan.name)
     request_params = validate_parameters(request.get("parameters"))
     plan.messages = _validate_messages(request.get("messages"))
     plan.licenses = _validate_license(request.get("license"))
@@ -133,7 +135,7 @@ def plan_create(catalog: Catalog, request: dict[str, Any]) -> CreatePlan:
 
 def _existing_blob(catalog: Catalog, digest_text: object) -> Digest:
     digest = Digest.parse(digest_text)
-    if not catalog.blobs.exists(digest):
+    if not catalog.blobs.exists(digest) or not ownership.blob_visible(digest):
         raise BadRequest(f"blob {digest} not found: upload it with POST /api/blobs/{digest} first")
     return digest
 
@@ -252,6 +254,7 @@ def run_create(catalog: Catalog, plan: CreatePlan) -> Iterator[Event]:
         raise BlobNotFound(f"blob {missing[0]} disappeared during create; retry")
     yield {"status": "writing manifest"}
     catalog.manifests.put(plan.name, manifest.to_bytes())
+    ownership.claim(plan.name)
     yield {"status": "success"}
 
 

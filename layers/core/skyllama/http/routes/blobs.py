@@ -13,6 +13,7 @@ from starlette.requests import ClientDisconnect
 
 from ...digests import Digest
 from ...errors import BlobNotFound, Cancelled, PayloadTooLarge
+from ...services import ownership
 from ..deps import Svc
 
 router = APIRouter()
@@ -23,7 +24,7 @@ WRITE_BUFFER = 1 << 20
 @router.head("/api/blobs/{digest:path}")
 async def head_blob(digest: str, svc: Svc) -> Response:
     d = Digest.parse(digest)
-    if await run_in_threadpool(svc.blobs.exists, d):
+    if await run_in_threadpool(svc.blobs.exists, d) and await run_in_threadpool(ownership.blob_visible, d):
         return Response(status_code=200)
     raise BlobNotFound(f'blob "{d}" not found')
 
@@ -31,13 +32,14 @@ async def head_blob(digest: str, svc: Svc) -> Response:
 @router.post("/api/blobs/{digest:path}")
 async def upload_blob(digest: str, request: Request, svc: Svc) -> Response:
     d = Digest.parse(digest)
-    if await run_in_threadpool(svc.blobs.exists, d):
+    exists = await run_in_threadpool(svc.blobs.exists, d)
+    if exists and await run_in_threadpool(ownership.blob_visible, d):
         return Response(status_code=200)  # already there: the body is not read (as Ollama)
     limit = svc.settings.max_blob_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"blob too large (limit {limit} bytes)")
-    writer = await run_in_threadpool(svc.blobs.writer, d)
+    writer = await run_in_threadpool(ownership.verifying_writer if exists else svc.blobs.writer, d)
     with writer:
         buffer = bytearray()
         try:
@@ -53,4 +55,5 @@ async def upload_blob(digest: str, request: Request, svc: Svc) -> Response:
         if buffer:
             await run_in_threadpool(writer.write, bytes(buffer))
         await run_in_threadpool(writer.commit)
+    await run_in_threadpool(ownership.record_upload, d)
     return Response(status_code=201)

@@ -1,0 +1,216 @@
+"""API-key authentication and the route policy: which scope each route needs (T-01, T-15).
+
+Enforced by an ASGI middleware around the router, so no route can be left out by forgetting a
+dependency. For each request the middleware finds the route the router will pick (the same
+``route.matches`` test the router uses, so HEAD vs GET, path parameters and mounts resolve as
+they will be served) and looks the route's *template* and the method up in :data:`POLICY`:
+
+- a route in no rule needs ``admin`` (default-deny: a new route fails closed);
+- a path no route matches (404, 405, a trailing-slash redirect) needs a valid key of any scope,
+  so unauthenticated callers learn nothing about which paths exist;
+- ``GET|HEAD /`` and ``/api/version`` are public, as health checks need.
+
+Missing, unknown or revoked keys get 401 ``{"error": "unauthorized"}`` with
+``WWW-Authenticate: Bearer``; a key without the scope gets 403 ``{"error": "forbidden"}``. CORS
+preflights (OPTIONS) are answered by the CORS middleware outside this one, without a key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..composition import Services
+from ..services import ownership
+from ..services.auth import ApiKeys, Principal
+from ..settings import Settings
+
+PUBLIC = "public"
+"""No key needed."""
+AUTHENTICATED = "authenticated"
+"""Any valid key, whatever its scopes."""
+REGISTRY_READ = "registry-read"
+"""Public with ``registry_public_read``, else ``manage``."""
+
+GET = frozenset({"GET", "HEAD"})
+POST = frozenset({"POST"})
+ANY = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Requests with one of ``methods`` to a route whose template is ``path`` (or starts with
+    it, when ``path`` ends in ``*``) need ``scope``."""
+
+    methods: frozenset[str]
+    path: str
+    scope: str
+
+    def applies(self, template: str, method: str) -> bool:
+        if method not in self.methods:
+            return False
+        if self.path.endswith("*"):
+            return template.startswith(self.path[:-1])
+        return template == self.path
+
+
+POLICY: tuple[Rule, ...] = (
+    Rule(GET, "/", PUBLIC),
+    Rule(GET, "/api/version", PUBLIC),
+    Rule(POST, "/api/generate", "inference"),
+    Rule(POST, "/api/chat", "inference"),
+    Rule(POST, "/api/embed", "inference"),
+    Rule(POST, "/api/embeddings", "inference"),
+    Rule(GET, "/api/ps", "inference"),
+    Rule(GET, "/api/tags", "inference"),
+    Rule(POST, "/api/show", "inference"),
+    Rule(POST, "/v1/chat/completions", "inference"),
+    Rule(POST, "/v1/completions", "inference"),
+    Rule(POST, "/v1/embeddings", "inference"),
+    Rule(POST, "/v1/responses", "inference"),
+    Rule(POST, "/v1/messages", "inference"),
+    Rule(GET, "/v1/models", "inference"),
+    Rule(GET, "/v1/models/*", "inference"),
+    Rule(POST, "/api/create", "manage"),
+    Rule(POST, "/api/copy", "manage"),
+    Rule(frozenset({"DELETE"}), "/api/delete", "manage"),
+    Rule(POST, "/api/pull", "manage"),
+    Rule(POST, "/api/push", "manage"),
+    Rule(frozenset({"HEAD", "POST"}), "/api/blobs/*", "manage"),
+    Rule(GET, "/v2*", REGISTRY_READ),
+    Rule(ANY, "/v2*", "manage"),
+    Rule(GET, "/api/usage", AUTHENTICATED),
+    Rule(GET, "/docs", AUTHENTICATED),
+    Rule(GET, "/docs/oauth2-redirect", AUTHENTICATED),
+    Rule(GET, "/openapi.json", AUTHENTICATED),
+)
+
+
+def required_scope(template: str, method: str, *, registry_public_read: bool = False,
+                   policy: Iterable[Rule] = POLICY) -> str:
+    """The scope a request to the route ``template`` with ``method`` needs; ``admin`` if no rule."""
+    for rule in policy:
+        if rule.applies(template, method):
+            if rule.scope == REGISTRY_READ:
+                return PUBLIC if registry_public_read else "manage"
+            return rule.scope
+    return "admin"
+
+
+def route_template(route: BaseRoute) -> str:
+    return str(getattr(route, "path", "") or "")
+
+
+def route_methods(route: BaseRoute) -> set[str]:
+    """The methods a route answers (a mount: every method)."""
+    methods = getattr(route, "methods", None)
+    return set(methods) if methods else set(ANY)
+
+
+def route_policy(app: FastAPI, settings: Settings) -> dict[tuple[str, str], str]:
+    """``(template, method) -> scope`` for every route in the app's table (for docs and tests)."""
+    table = {}
+    for route in app.router.routes:
+        for method in sorted(route_methods(route)):
+            table[(route_template(route), method)] = required_scope(
+                route_template(route), method, registry_public_read=settings.registry_public_read)
+    return table
+
+
+def bearer_secret(scope: Scope) -> str | None:
+    """The key from ``Authorization: Bearer <key>`` (or ``x-api-key``, as Anthropic clients send)."""
+    api_key = None
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            kind, _, token = value.decode("latin-1").strip().partition(" ")
+            if kind.lower() == "bearer" and token.strip():
+                return token.strip()
+        elif name == b"x-api-key":
+            api_key = value.decode("latin-1").strip() or None
+    return api_key
+
+
+def keys_of(services: Services) -> ApiKeys:
+    """The process's :class:`ApiKeys` (made on first use, cached in ``services.extras``)."""
+    keys = services.extras.get("api_keys")
+    if keys is None:
+        keys = ApiKeys(services.state, clock=services.clock, cache_seconds=services.settings.auth_cache_seconds)
+        services.extras["api_keys"] = keys
+    return keys
+
+
+async def _deny(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class AuthMiddleware:
+    """Authenticates and authorises every HTTP request before the router sees it.
+
+    Puts ``principal``, ``route`` (the matched template) and ``required_scope`` in
+    ``scope["state"]`` for the metering middleware, and binds the ownership checks.
+    """
+
+    def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
+        self.app = app
+        self.fastapi_app = fastapi_app
+
+    def _resolve(self, scope: Scope, settings: Settings) -> tuple[str, str]:
+        for route in self.fastapi_app.router.routes:
+            match, _child = route.matches(scope)
+            if match == Match.FULL:
+                template = route_template(route)
+                return template, required_scope(template, scope["method"],
+                                                registry_public_read=settings.registry_public_read)
+        return "", AUTHENTICATED
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        services: Services = self.fastapi_app.state.services
+        settings = services.settings
+        template, needed = self._resolve(scope, settings)
+        state = scope.setdefault("state", {})
+        state["route"] = template
+        state["required_scope"] = needed
+        if not settings.auth_enabled:
+            await self.app(scope, receive, send)
+            return
+        principal: Principal | None = None
+        if needed != PUBLIC:
+            secret = bearer_secret(scope)
+            principal = await run_in_threadpool(keys_of(services).authenticate, secret) if secret else None
+            if principal is None:
+                await _deny(send, 401, "unauthorized")
+                return
+            if needed != AUTHENTICATED and not principal.has(needed):
+                await _deny(send, 403, "forbidden")
+                return
+        state["principal"] = principal
+        token = ownership.bind(ownership.Access(principal, services.state, services.manifests)
+                               if principal else None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            ownership.unbind(token)
+
+
+def install_auth(app: FastAPI, settings: Settings) -> None:
+    """Add ``/api/usage``, metering and authentication (in that order: auth runs first)."""
+    from .metering import MeteringMiddleware
+    from .metering import router as usage_router
+
+    app.include_router(usage_router)
+    app.add_middleware(MeteringMiddleware, fastapi_app=app)
+    app.add_middleware(AuthMiddleware, fastapi_app=app)
