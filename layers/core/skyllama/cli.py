@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo", action="store_true", help="Create the demo models first (smollm2:135m, all-minilm).")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(func=_serve)
+    from .client.keys import add_parser as add_keys_parser
+
+    add_keys_parser(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Command-line clients: subcommands of ``skyllama`` other than ``serve``."""
