@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -103,6 +104,16 @@ def required_scope(template: str, method: str, *, registry_public_read: bool = F
     return "admin"
 
 
+def flat_routes(app: FastAPI) -> list[Any]:
+    """Every route of the app, included routers flattened (FastAPI >= 0.16x keeps included
+    routers as nodes of ``app.routes``; each item has ``path``, ``methods`` and ``matches``)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: include_router copies routes into app.routes
+        return list(app.router.routes)
+    return list(iter_route_contexts(app.router.routes))
+
+
 def route_template(route: BaseRoute) -> str:
     return str(getattr(route, "path", "") or "")
 
@@ -116,7 +127,7 @@ def route_methods(route: BaseRoute) -> set[str]:
 def route_policy(app: FastAPI, settings: Settings) -> dict[tuple[str, str], str]:
     """``(template, method) -> scope`` for every route in the app's table (for docs and tests)."""
     table = {}
-    for route in app.router.routes:
+    for route in flat_routes(app):
         for method in sorted(route_methods(route)):
             table[(route_template(route), method)] = required_scope(
                 route_template(route), method, registry_public_read=settings.registry_public_read)
@@ -166,7 +177,7 @@ class AuthMiddleware:
         self.fastapi_app = fastapi_app
 
     def _resolve(self, scope: Scope, settings: Settings) -> tuple[str, str]:
-        for route in self.fastapi_app.router.routes:
+        for route in flat_routes(self.fastapi_app):
             match, _child = route.matches(scope)
             if match == Match.FULL:
                 template = route_template(route)
