@@ -1,0 +1,147 @@
+"""Fixtures for the contract suites: every port's adapters, local and AWS (moto), side by side.
+
+Each ``*_store`` fixture is parametrized over ``local`` and ``aws`` and yields a small harness:
+the adapter plus what a test needs to look behind it (leftover temporary objects, raw clients).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BUCKET = "skyllama-contract"
+TABLE = "skyllama-contract"
+QUEUE = "skyllama-contract-jobs"
+PREFIX = "models/"
+MIB = 1 << 20
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.t = now
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto's in-process AWS, with fake credentials so nothing can reach a real account."""
+    from moto import mock_aws
+
+    for var in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        yield
+
+
+@dataclass
+class BlobHarness:
+    kind: str
+    store: Any
+    leftovers: Callable[[], list[str]]
+    s3: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@pytest.fixture(params=["local", "aws"])
+def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobHarness:
+    if request.param == "local":
+        from skyllama.adapters.local.blobs import LocalBlobStore
+
+        store = LocalBlobStore(tmp_path / "models")
+        return BlobHarness(
+            "local", store, lambda: sorted(p.name for p in store.folder.iterdir() if p.name.startswith("."))
+        )
+    request.getfixturevalue("aws")
+    import boto3
+
+    from skyllama.adapters.aws.s3_blobs import S3BlobStore
+    from skyllama.adapters.aws.tables import create_bucket
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    create_bucket(s3, BUCKET, prefix=PREFIX)
+    store = S3BlobStore(BUCKET, prefix=PREFIX, client=s3, cache_dir=tmp_path / "cache", part_size=5 * MIB)
+
+    def leftovers() -> list[str]:
+        temp = s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX + "uploads/").get("Contents", [])
+        open_uploads = s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+        cached = [p.name for p in (tmp_path / "cache").glob(".*")]
+        return [o["Key"] for o in temp] + [u["Key"] for u in open_uploads] + cached
+
+    return BlobHarness("aws", store, leftovers, s3=s3)
+
+
+@pytest.fixture(params=["local", "aws"])
+def manifests(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "local":
+        from skyllama.adapters.local.manifests import LocalManifestStore
+
+        return LocalManifestStore(tmp_path / "models")
+    request.getfixturevalue("aws")
+    import boto3
+
+    from skyllama.adapters.aws.s3_manifests import S3ManifestStore
+    from skyllama.adapters.aws.tables import create_bucket
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    create_bucket(s3, BUCKET, prefix=PREFIX)
+    return S3ManifestStore(BUCKET, prefix=PREFIX, client=s3)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["local", "aws"])
+def state(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Any]:
+    if request.param == "local":
+        from skyllama.adapters.local.sqlite_state import SqliteStateStore
+
+        store = SqliteStateStore(tmp_path / "state.db", clock=clock)
+        yield store
+        store.close()
+        return
+    request.getfixturevalue("aws")
+    import boto3
+
+    from skyllama.adapters.aws.dynamodb_state import DynamoDBStateStore
+    from skyllama.adapters.aws.tables import create_table
+
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    create_table(ddb, TABLE)
+    yield DynamoDBStateStore(TABLE, client=ddb, clock=clock)
+
+
+@pytest.fixture(params=["local", "aws"])
+def jobs(request: pytest.FixtureRequest) -> Iterator[Any]:
+    if request.param == "local":
+        from skyllama.adapters.local.jobs import LocalJobQueue
+
+        queue = LocalJobQueue()
+        yield queue
+        queue.close()
+        return
+    request.getfixturevalue("aws")
+    import boto3
+
+    from skyllama.adapters.aws.sqs_jobs import SqsJobQueue
+    from skyllama.adapters.aws.tables import create_queue
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url, _dlq = create_queue(sqs, QUEUE)
+    yield SqsJobQueue(url, client=sqs)
