@@ -144,6 +144,29 @@ class Settings(BaseSettings):
                                                                             "registry_public_read"),
                                        description="With auth on, let /v2/ registry reads (GET/HEAD) through "
                                                    "without a key; writes always need the manage scope.")
+    registry_allowlist: str = Field(
+        "registry.ollama.ai,ollama.com,*.ollama.com,hf.co,*.hf.co,huggingface.co,*.huggingface.co,"
+        "cdn-lfs.hf.co,*.cloudflarestorage.com,*.r2.cloudflarestorage.com",
+        validation_alias=AliasChoices("SKYLLAMA_REGISTRY_ALLOWLIST", "registry_allowlist"),
+        description="Hosts pull/push may contact (registry, token realm, redirect targets), comma-separated: "
+                    "exact names or *.suffix. Private addresses need an exact entry.")
+    registry_allow_loopback: bool = Field(False, validation_alias=AliasChoices("SKYLLAMA_REGISTRY_ALLOW_LOOPBACK",
+                                                                               "registry_allow_loopback"),
+                                          description="Let pull/push contact loopback addresses (127.0.0.1, ::1, "
+                                                      "localhost), e.g. another skyllama on this machine.")
+    registry_serve_host: str = Field("registry.ollama.ai",
+                                     validation_alias=AliasChoices("SKYLLAMA_REGISTRY_SERVE_HOST", "registry_serve_host"),
+                                     description="Host part of the local names the /v2/ registry serves and stores: "
+                                                 "/v2/ns/model/manifests/tag is the local model <host>/ns/model:tag.")
+    registry_upload_ttl: float = Field(3600.0, gt=0, validation_alias=AliasChoices("SKYLLAMA_REGISTRY_UPLOAD_TTL",
+                                                                                   "registry_upload_ttl"),
+                                       description="Seconds an idle /v2/ blob upload session is kept before it "
+                                                   "is discarded.")
+    pull_parts: int = Field(4, ge=1, le=16, validation_alias=AliasChoices("SKYLLAMA_PULL_PARTS", "pull_parts"),
+                            description="Parallel ranged parts per blob download.")
+    pull_min_part_bytes: int = Field(8 << 20, ge=1, validation_alias=AliasChoices("SKYLLAMA_PULL_MIN_PART_BYTES",
+                                                                                  "pull_min_part_bytes"),
+                                     description="Smallest download part; smaller blobs come in one part.")
     emf_metrics: Literal["auto", "on", "off"] = Field(
         "auto", validation_alias=AliasChoices("SKYLLAMA_EMF_METRICS", "emf_metrics"),
         description="Print per-request CloudWatch EMF metrics to stdout: auto = only with backend=aws.")
