@@ -98,6 +98,15 @@ class S3ManifestStore(ManifestStore):
         resp["Body"] = resp["Body"].read()
         return resp
 
+    def _exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as e:
+            if is_not_found(e):
+                return False
+            raise
+        return True
+
     def _stored(self, key: str, resp: dict[str, Any]) -> StoredManifest:
         name = ModelName.from_path_parts(key[len(self.folder) :].split("/"))
         modified = resp.get("LastModified") or datetime.now(tz=UTC)
@@ -115,9 +124,13 @@ class S3ManifestStore(ManifestStore):
             raise store_error("S3", "get manifest", e) from e
 
     def put(self, name: ModelName, data: bytes) -> None:
+        exact = self.folder + "/".join(name.path_parts())
         try:
-            matches = self._matches(name)
-            key = matches[0] if matches else self.folder + "/".join(name.path_parts())
+            if self._exists(exact):
+                key = exact
+            else:
+                matches = self._matches(name)
+                key = matches[0] if matches else exact
             checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
             self.client.put_object(
                 Bucket=self.bucket, Key=key, Body=data, ContentType=MEDIA_TYPE, ChecksumSHA256=checksum
