@@ -7,31 +7,12 @@ the adapter plus what a test needs to look behind it (leftover temporary objects
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-BUCKET = "skyllama-contract"
-TABLE = "skyllama-contract"
-QUEUE = "skyllama-contract-jobs"
-PREFIX = "models/"
-MIB = 1 << 20
-
-
-class FakeClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.t = now
-
-    def now(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
+from contract_support import BUCKET, MIB, PREFIX, QUEUE, TABLE, BlobHarness, FakeClock
 
 
 @pytest.fixture
@@ -60,25 +41,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(BotocoreStubber, "__call__", serialized)
     with mock_aws():
         yield
-
-
-def seed_s3(objects: dict[str, bytes]) -> None:
-    """Put many objects straight into moto's backend (100x faster than through boto3)."""
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.s3.models import s3_backends
-
-    backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]
-    for key, data in objects.items():
-        backend.put_object(BUCKET, key, data)
-
-
-@dataclass
-class BlobHarness:
-    kind: str
-    store: Any
-    leftovers: Callable[[], list[str]]
-    s3: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @pytest.fixture(params=["local", "aws"])

@@ -7,7 +7,7 @@ import os
 import threading
 
 import pytest
-from conftest import MIB, PREFIX, BlobHarness, seed_s3
+from contract_support import MIB, PREFIX, BlobHarness, seed_s3
 
 from skyllama.digests import Digest
 from skyllama.errors import BlobNotFound, DigestMismatch

@@ -6,8 +6,7 @@ import json
 import threading
 from typing import Any
 
-import pytest
-from conftest import BUCKET, PREFIX, seed_s3
+from contract_support import BUCKET, PREFIX, seed_s3
 
 from skyllama.names import ModelName
 

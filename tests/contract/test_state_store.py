@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import FakeClock
+from contract_support import FakeClock
 
 
 def test_put_get_overwrite_delete(state: Any) -> None:
