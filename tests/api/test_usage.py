@@ -20,7 +20,7 @@ import pytest
 
 from serving import RunningServer, clone_models, run_server
 from skyllama.http.auth import flat_routes, keys_of
-from skyllama.http.metering import meter_of
+from skyllama.http.metering import counts, meter_of, request_model
 
 MODEL = "smollm2:135m"
 SMALL = {"temperature": 0, "seed": 3, "num_predict": 6, "num_ctx": 256}
@@ -167,3 +167,38 @@ def test_usage_of_other_keys_is_for_admins(server: RunningServer) -> None:
     assert r.json()["days"][0]["models"][0]["requests"] == 1 and r.json()["days"][0]["models"][0]["model"] == "-"
     assert httpx.get(f"{server.url}/api/usage", params={"days": 0},
                      headers={"Authorization": f"Bearer {alice}"}).status_code == 400
+
+
+def test_counts_are_read_from_what_the_client_received() -> None:
+    ndjson = b'{"response":"a","done":false}\n{"done":true,"prompt_eval_count":7,"eval_count":3}\n'
+    assert counts("application/x-ndjson", ndjson) == (7, 3, 0)
+    sse = (b'data: {"choices":[]}\n\ndata: {"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":4}}\n\n'
+           b"data: [DONE]\n\n")
+    assert counts("text/event-stream", sse) == (9, 4, 0)
+    assert counts("application/json", b'{"embeddings":[[1],[2]],"prompt_eval_count":5}') == (5, 0, 2)
+    assert counts("application/json", b'{"object":"list","data":[{"object":"embedding"}],'
+                                      b'"usage":{"prompt_tokens":2,"total_tokens":2}}') == (2, 0, 1)
+    tail = b'"response":"say \\"eval_count\\":999","prompt_eval_count":11,"eval_count":2}'
+    assert counts("application/json", tail, truncated=True) == (11, 2, 0)
+    assert counts("application/json", b"not json") == (0, 0, 0)
+    assert request_model(b'{"model":"a:b","prompt":"x"}') == "a:b"
+    assert request_model(b'{"model":"big","images":["' + b"A" * 100 + b"...") == "big"
+
+
+def test_emf_metrics_only_when_enabled(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from skyllama.adapters.local.sqlite_state import SqliteStateStore
+    from skyllama.services.metering import Meter, UsageRecord
+    from skyllama.settings import Settings
+
+    assert not Settings.from_env({}).emf_enabled and Settings.from_env({}, backend="aws").emf_enabled
+    store = SqliteStateStore(tmp_path / "s.db")
+    usage = UsageRecord(owner="o", key_id="k", model="m", route="/api/chat", method="POST", status=200,
+                        duration_ns=5_000_000, prompt_tokens=4, completion_tokens=2)
+    Meter(store).record(usage)
+    assert capsys.readouterr().out == ""
+    Meter(store, emf=True).record(UsageRecord(**{**usage.__dict__, "request_id": ""}))
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "skyllama"
+    assert doc["route"] == "/api/chat" and doc["PromptTokens"] == [4.0] and doc["key_id"] == "k"
+    assert Meter(store).summary("k")[0]["models"][0]["requests"] == 2
+    store.close()
