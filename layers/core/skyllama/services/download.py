@@ -1,0 +1,319 @@
+"""Resumable, shared blob downloads for pull (T-21, T-27).
+
+A blob is fetched in up to ``pull_parts`` ranged parts in parallel. Part bytes live in a
+:class:`PartStore` (locally: ``<models>/.skyllama/partial/sha256-<hex>/part-<n>``, never a
+``blobs/sha256-*`` name) and the plan with the upstream ETag in a :class:`PullCheckpoint`
+(backed by the StateStore, so a future S3 worker can keep its multipart state the same way).
+After a crash or a cut connection the next pull continues each part with ``Range``; a changed
+ETag, or a 200 where a 206 was asked for, restarts the blob from zero. When every part is in,
+the bytes are hashed; a mismatch discards them. Committing goes through ``BlobStore.writer``
+(which verifies the sha256 again), so any blob store works.
+
+Downloads are shared: :class:`DownloadManager` keeps one :class:`BlobDownload` per digest; every
+pull waiting on it sees the same progress, and a waiter that leaves does not cancel the others
+(the download stops only when nobody waits, and then resumes next time).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from ..digests import Digest
+from ..ports import CHUNK, BlobStore, StateStore
+from .registry_client import RegistryClient, RegistryError, check_encoding, expect
+
+MAX_TRIES = 3
+RESTARTS = 3
+CHECKPOINT_KIND = "pull_checkpoint"
+CHECKPOINT_TTL = 7 * 86400.0
+
+
+class PartStore(abc.ABC):
+    """Where the parts of an unfinished download are kept."""
+
+    @abc.abstractmethod
+    def size(self, digest: Digest, n: int) -> int:
+        """Bytes of part ``n`` received so far."""
+
+    @abc.abstractmethod
+    def append(self, digest: Digest, n: int, data: bytes) -> None:
+        """Add bytes to the end of part ``n``."""
+
+    @abc.abstractmethod
+    def truncate(self, digest: Digest, n: int) -> None:
+        """Empty part ``n``."""
+
+    @abc.abstractmethod
+    def read(self, digest: Digest, n: int) -> Any:
+        """A binary stream of part ``n`` (a context manager)."""
+
+    @abc.abstractmethod
+    def clear(self, digest: Digest) -> None:
+        """Remove every part of ``digest``."""
+
+
+class LocalPartStore(PartStore):
+    """Parts as files under a hidden folder of the models directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, digest: Digest, n: int) -> Path:
+        return self.root / digest.filename / f"part-{int(n)}"
+
+    def size(self, digest: Digest, n: int) -> int:
+        try:
+            return self._path(digest, n).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def append(self, digest: Digest, n: int, data: bytes) -> None:
+        path = self._path(digest, n)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as f:
+            f.write(data)
+
+    def truncate(self, digest: Digest, n: int) -> None:
+        self._path(digest, n).unlink(missing_ok=True)
+
+    def read(self, digest: Digest, n: int) -> Any:
+        path = self._path(digest, n)
+        return open(path, "rb") if path.exists() else open(os.devnull, "rb")  # noqa: SIM115
+
+    def clear(self, digest: Digest) -> None:
+        shutil.rmtree(self.root / digest.filename, ignore_errors=True)
+
+
+class PullCheckpoint:
+    """The plan of an unfinished download (size, parts, ETag, verified), in the StateStore."""
+
+    def __init__(self, state: StateStore) -> None:
+        self.state = state
+
+    def load(self, digest: Digest) -> dict[str, Any] | None:
+        return self.state.get(CHECKPOINT_KIND, digest.hex)
+
+    def save(self, digest: Digest, plan: dict[str, Any]) -> None:
+        self.state.put(CHECKPOINT_KIND, digest.hex, plan, expires_at=_now() + CHECKPOINT_TTL)
+
+    def clear(self, digest: Digest) -> None:
+        self.state.delete(CHECKPOINT_KIND, digest.hex)
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def plan_parts(size: int, parts: int, min_part: int) -> list[list[int]]:
+    """``[[start, end), ...]``: one part for small blobs, up to ``parts`` of >= ``min_part``."""
+    if size <= 0:
+        return []
+    count = max(1, min(parts, size // max(min_part, 1)))
+    step = -(-size // count)
+    return [[start, min(start + step, size)] for start in range(0, size, step)]
+
+
+class _Restart(Exception):
+    def __init__(self, reason: str, ranges: bool = True) -> None:
+        super().__init__(reason)
+        self.ranges = ranges
+
+
+class BlobDownload:
+    """One blob's download, shared by every pull that needs it."""
+
+    def __init__(self, digest: Digest, size: int, client_factory: Callable[[], RegistryClient],
+                 parts: PartStore, checkpoint: PullCheckpoint, *, n_parts: int, min_part: int) -> None:
+        self.digest, self.size = digest, size
+        self.completed = 0
+        self.done = asyncio.Event()
+        self.error: BaseException | None = None
+        self.refs = 0
+        self.task: asyncio.Task[None] | None = None
+        self._factory = client_factory
+        self._parts, self._checkpoint = parts, checkpoint
+        self._n_parts, self._min_part = n_parts, min_part
+        self._plan: dict[str, Any] = {}
+
+    def progress(self) -> dict[str, Any]:
+        return {"status": f"pulling {self.digest.short}", "digest": str(self.digest),
+                "total": self.size, "completed": min(self.completed, self.size)}
+
+    def release(self) -> None:
+        self.refs -= 1
+        if self.refs <= 0 and self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def run(self) -> None:
+        try:
+            async with self._factory() as client:
+                await self._run(client)
+        except asyncio.CancelledError:
+            self.error = RegistryError("download cancelled")
+            raise
+        except BaseException as e:  # noqa: BLE001 - handed to every waiter
+            self.error = e
+        finally:
+            self.done.set()
+
+    async def _run(self, client: RegistryClient) -> None:
+        ranges = True
+        for _ in range(RESTARTS):
+            plan = await anyio.to_thread.run_sync(self._load_plan, ranges)
+            if plan.get("verified"):
+                self.completed = self.size
+                return
+            try:
+                await self._fetch_parts(client, plan)
+                break
+            except _Restart as r:
+                ranges = ranges and r.ranges
+                await anyio.to_thread.run_sync(self._reset)
+        else:
+            raise RegistryError(f"download of {self.digest.short} kept restarting")
+        await anyio.to_thread.run_sync(self._verify)
+
+    def _load_plan(self, ranges: bool) -> dict[str, Any]:
+        plan = self._checkpoint.load(self.digest)
+        fresh = plan_parts(self.size, self._n_parts if ranges else 1, self._min_part if ranges else self.size)
+        if plan is not None and plan.get("size") == self.size and isinstance(plan.get("parts"), list) and \
+                all(self._parts.size(self.digest, n) <= end - start for n, (start, end) in enumerate(plan["parts"])):
+            self._plan = plan
+        else:
+            self._parts.clear(self.digest)
+            self._plan = {"size": self.size, "parts": fresh, "etag": None, "verified": False}
+            self._checkpoint.save(self.digest, self._plan)
+        self.completed = sum(self._parts.size(self.digest, n) for n in range(len(self._plan["parts"])))
+        return self._plan
+
+    def _reset(self) -> None:
+        self._parts.clear(self.digest)
+        self._checkpoint.clear(self.digest)
+        self.completed = 0
+
+    async def _fetch_parts(self, client: RegistryClient, plan: dict[str, Any]) -> None:
+        async with anyio.create_task_group() as tg:
+            for n, (start, end) in enumerate(plan["parts"]):
+                tg.start_soon(self._fetch_part, client, n, start, end)
+
+    async def _fetch_part(self, client: RegistryClient, n: int, start: int, end: int) -> None:
+        tries = 0
+        url = client.url(f"/blobs/{self.digest}")
+        single = len(self._plan["parts"]) == 1
+        while (have := self._parts.size(self.digest, n)) < end - start:
+            offset = start + have
+            try:
+                response = await client.request("GET", url, headers={"Range": f"bytes={offset}-{end - 1}"},
+                                                follow=True)
+                try:
+                    got = await self._consume(response, n, offset, end, single)
+                finally:
+                    await response.aclose()
+                if got:
+                    continue
+                raise RegistryError("registry sent an empty body")
+            except RegistryError:
+                tries += 1
+                if tries >= MAX_TRIES:
+                    raise
+                await anyio.sleep(0.2 * tries)
+
+    async def _consume(self, response: httpx.Response, n: int, offset: int, end: int, single: bool) -> int:
+        if response.status_code == 200:
+            if not single:
+                raise _Restart("200 instead of 206", ranges=False)
+            if offset:  # no range support: this part (the whole blob) starts again from zero
+                self._parts.truncate(self.digest, n)
+                self.completed -= offset
+                offset = 0
+        elif response.status_code == 206:
+            if not response.headers.get("content-range", "").replace(" ", "").startswith(f"bytes{offset}-"):
+                raise RegistryError("registry answered a different range than asked for")
+        else:
+            await expect(response, 206)
+        check_encoding(response)
+        etag = response.headers.get("etag")
+        if etag and self._plan.get("etag") is None:
+            self._plan["etag"] = etag
+            await anyio.to_thread.run_sync(self._checkpoint.save, self.digest, self._plan)
+        elif etag and etag != self._plan.get("etag"):
+            raise _Restart("upstream ETag changed")
+        declared = response.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > end - offset):
+            raise RegistryError("registry declared a bad Content-Length")
+        got = 0
+        try:
+            async for chunk in response.aiter_raw():
+                take = chunk[: end - offset - got]
+                if take:
+                    self._parts.append(self.digest, n, take)
+                    got += len(take)
+                    self.completed += len(take)
+                if got >= end - offset:
+                    break
+        except httpx.HTTPError as e:
+            if got:
+                return got
+            raise RegistryError(f"blob download cut off: {type(e).__name__}") from e
+        return got
+
+    def _verify(self) -> None:
+        h = hashlib.sha256()
+        for n in range(len(self._plan["parts"])):
+            with self._parts.read(self.digest, n) as f:
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+        if h.hexdigest() != self.digest.hex:
+            self._reset()
+            raise RegistryError(f"digest mismatch, file must be downloaded again: {self.digest}")
+        self._plan["verified"] = True
+        self._checkpoint.save(self.digest, self._plan)
+
+    def commit(self, blobs: BlobStore) -> None:
+        """Publish the verified parts through the blob store's writer (which re-verifies)."""
+        with blobs.writer(self.digest) as writer:
+            for n in range(len(self._plan.get("parts") or [])):
+                with self._parts.read(self.digest, n) as f:
+                    while chunk := f.read(CHUNK):
+                        writer.write(chunk)
+            writer.commit()
+        self._parts.clear(self.digest)
+        self._checkpoint.clear(self.digest)
+
+
+class DownloadManager:
+    """In-flight downloads of one process (one per services), keyed by digest."""
+
+    def __init__(self) -> None:
+        self.downloads: dict[str, BlobDownload] = {}
+        self.locks: dict[str, asyncio.Lock] = {}
+
+    def join(self, digest: Digest, make: Callable[[], BlobDownload]) -> BlobDownload:
+        """The running download of ``digest``, or a new one started now; the caller holds a ref."""
+        download = self.downloads.get(digest.hex)
+        if download is None or download.done.is_set():
+            download = make()
+            self.downloads[digest.hex] = download
+            download.task = asyncio.get_running_loop().create_task(download.run())
+            download.task.add_done_callback(lambda _t, d=download: self._forget(digest, d))
+        download.refs += 1
+        return download
+
+    def _forget(self, digest: Digest, download: BlobDownload) -> None:
+        if self.downloads.get(digest.hex) is download:
+            del self.downloads[digest.hex]
+
+    def lock(self, digest: Digest) -> asyncio.Lock:
+        return self.locks.setdefault(digest.hex, asyncio.Lock())

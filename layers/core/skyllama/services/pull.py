@@ -1,0 +1,160 @@
+"""``pull``: fetch a model from a registry, as Ollama's ``PullModel`` does (``server/images.go``).
+
+Progress, exactly as Ollama: ``pulling manifest``; per blob ``pulling <hex[:12]>`` with
+``digest``, ``total`` and ``completed``; ``verifying sha256 digest``; ``writing manifest``;
+``removing unused layers`` (only when the new manifest orphaned some); ``success``.
+
+Safety (T-06, T-07, T-20): the registry's host is checked by the outbound policy before the
+first event, so a forbidden name gets a real 4xx; the manifest is read with a byte cap and fully
+validated (every digest, layer count, consistent sizes for repeated digests) before anything is
+fetched; blobs are verified before any is committed, and the manifest is written last, so a
+failed pull leaves no manifest and no unverified blob.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+
+from ..composition import Services
+from ..digests import Digest
+from ..errors import BadRequest, SkyllamaError
+from ..manifest import Layer, Manifest
+from ..names import ModelName
+from . import ownership
+from .download import BlobDownload, DownloadManager, LocalPartStore, PartStore, PullCheckpoint
+from .outbound import OutboundPolicy, dial_log
+from .registry_client import RegistryClient
+
+Event = dict[str, Any]
+TICK = 0.1
+
+
+def manager_of(svc: Services) -> DownloadManager:
+    """The process's shared downloads (kept in ``services.extras``)."""
+    manager = svc.extras.get("download_manager")
+    if manager is None:
+        manager = svc.extras["download_manager"] = DownloadManager()
+    return manager
+
+
+def part_store_of(svc: Services) -> PartStore:
+    store = svc.extras.get("part_store")
+    if store is None:
+        store = svc.extras["part_store"] = LocalPartStore(svc.settings.models / ".skyllama" / "partial")
+    return store
+
+
+def client_for(svc: Services, name: ModelName, insecure: bool) -> RegistryClient:
+    """A registry client under this process's outbound policy (tests may put a transport in
+    ``extras["outbound_inner_transport"]`` to watch or fake the network)."""
+    policy = svc.extras.get("outbound_policy") or OutboundPolicy.from_settings(svc.settings)
+    return RegistryClient(name, insecure=insecure, policy=policy,
+                          inner=svc.extras.get("outbound_inner_transport"), dial_log=dial_log(svc.extras))
+
+
+def unique_layers(manifest: Manifest, max_bytes: int) -> list[Layer]:
+    """Layers then config, each digest once; a digest listed twice with different sizes, or a
+    blob over ``max_bytes``, makes the manifest invalid."""
+    seen: dict[str, Layer] = {}
+    for layer in (*manifest.layers, manifest.config):
+        if layer.size > max_bytes:
+            raise BadRequest(f"invalid manifest: blob {layer.digest.short} is too large")
+        first = seen.setdefault(layer.digest.hex, layer)
+        if first.size != layer.size:
+            raise BadRequest(f"invalid manifest: digest {layer.digest.short} listed with different sizes")
+    return list(seen.values())
+
+
+async def prepare(svc: Services, name_text: str, insecure: bool) -> tuple[ModelName, RegistryClient]:
+    """Validate the name, the caller's right to write it and the registry host (all before the
+    first progress line, so refusals get a real status)."""
+    name = ModelName.parse(name_text)
+    await anyio.to_thread.run_sync(ownership.check_write, name)
+    client = client_for(svc, name, insecure)
+    try:
+        await anyio.to_thread.run_sync(client.check_base)
+    except BaseException:
+        await client.__aexit__(None, None, None)
+        raise
+    return name, client
+
+
+async def pull_model(svc: Services, name: ModelName, client: RegistryClient) -> AsyncIterator[Event]:
+    """Pull ``name`` through ``client`` (from :func:`prepare`), yielding Ollama's progress."""
+    async with client:
+        yield {"status": "pulling manifest"}
+        data = await client.get_manifest(name.tag)
+        manifest = Manifest.parse(data)
+        layers = unique_layers(manifest, svc.settings.max_blob_bytes)
+        downloads: list[BlobDownload] = []
+        for layer in layers:
+            async for event in _fetch(svc, name, client.insecure, layer, downloads):
+                yield event
+        yield {"status": "verifying sha256 digest"}
+        manager = manager_of(svc)
+        for download in downloads:
+            async with manager.lock(download.digest):
+                if not await anyio.to_thread.run_sync(svc.blobs.exists, download.digest):
+                    await anyio.to_thread.run_sync(download.commit, svc.blobs)
+        yield {"status": "writing manifest"}
+        unused = await anyio.to_thread.run_sync(_write_manifest, svc, name, data, manifest)
+        if unused:
+            yield {"status": "removing unused layers"}
+            await anyio.to_thread.run_sync(_remove, svc, unused)
+        yield {"status": "success"}
+
+
+async def _fetch(svc: Services, name: ModelName, insecure: bool, layer: Layer,
+                 downloads: list[BlobDownload]) -> AsyncIterator[Event]:
+    size = await anyio.to_thread.run_sync(svc.blobs.size, layer.digest)
+    if size is not None:
+        yield {"status": f"pulling {layer.digest.short}", "digest": str(layer.digest),
+               "total": size, "completed": size}
+        return
+    settings = svc.settings
+    download = manager_of(svc).join(layer.digest, lambda: BlobDownload(
+        layer.digest, layer.size, lambda: client_for(svc, name, insecure), part_store_of(svc),
+        PullCheckpoint(svc.state), n_parts=settings.pull_parts, min_part=settings.pull_min_part_bytes))
+    try:
+        while not download.done.is_set():
+            yield download.progress()
+            with anyio.move_on_after(TICK):
+                await download.done.wait()
+        if download.error is not None:
+            if isinstance(download.error, SkyllamaError):
+                raise download.error
+            raise SkyllamaError("download failed") from download.error
+        yield download.progress()
+        downloads.append(download)
+    finally:
+        download.release()
+
+
+def _write_manifest(svc: Services, name: ModelName, data: bytes, manifest: Manifest) -> list[Digest]:
+    """Write the manifest (last), claim the name, and list the old layers nothing uses now."""
+    old = svc.manifests.get(name)
+    svc.manifests.put(name, data)
+    ownership.claim(name)
+    if old is None:
+        return []
+    try:
+        candidates = set(Manifest.parse(old.data).blobs()) - set(manifest.blobs())
+    except SkyllamaError:
+        return []
+    if not candidates or svc.manifests.problems():
+        return []
+    used: set[Digest] = set()
+    for stored in svc.manifests.list():
+        try:
+            used.update(Manifest.parse(stored.data).blobs())
+        except SkyllamaError:
+            return []
+    return sorted(candidates - used)
+
+
+def _remove(svc: Services, digests: list[Digest]) -> None:
+    for digest in digests:
+        svc.blobs.delete(digest)
