@@ -154,3 +154,19 @@ def test_unowned_models_are_readable_but_only_admin_changes_them(app: FastAPI, c
                        headers=bob).status_code == 200
     assert client.request("DELETE", "/api/delete", json={"model": "shared"},
                           headers=world["admin"]).status_code == 200
+
+
+def test_loaded_model_lists_show_only_readable_models(app: FastAPI, world: dict) -> None:
+    from skyllama.services import ownership
+    from skyllama.services.auth import Principal
+
+    services = app.state.services
+    rows = [{"model": "secret:latest"}, {"model": "other:latest"}, {"model": "../bad"}]
+    for owner, expected in (("bob", ["other:latest"]), ("alice", ["secret:latest", "other:latest"])):
+        token = ownership.bind(ownership.Access(Principal(owner, "k", frozenset({"inference"})),
+                                                services.state, services.manifests))
+        try:
+            assert [r["model"] for r in ownership.filter_visible(rows)] == expected
+        finally:
+            ownership.unbind(token)
+    assert ownership.filter_visible(rows) == rows  # auth off: unchanged

@@ -115,6 +115,20 @@ def visible(names: Iterable[ModelName]) -> set[tuple[str, str, str, str]]:
     return {n.key for n in names if _readable(records.get(_key(n)), owner)}
 
 
+def filter_visible(entries: list[dict[str, Any]], field: str = "model") -> list[dict[str, Any]]:
+    """Those of ``entries`` (``/api/ps`` rows, ``/v1/models`` rows) naming a model the principal may read."""
+    if _restricted() is None:
+        return entries
+    named = []
+    for entry in entries:
+        try:
+            named.append((ModelName.parse(entry.get(field)), entry))
+        except SkyllamaError:
+            continue
+    readable = visible(name for name, _entry in named)
+    return [entry for name, entry in named if name.key in readable]
+
+
 def check_write(name: ModelName) -> None:
     """Refuse (403) a create/copy/pull into a name the current principal may not write."""
     access = _restricted()

@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from ...composition import Services
 from ...errors import Cancelled
-from ...services import inference
+from ...services import inference, ownership
 from ...services.scheduler import Scheduler
 from ..deps import services
 from ..inference_types import ChatRequest, EmbeddingsRequest, EmbedRequest, GenerateRequest
@@ -99,4 +99,4 @@ async def embeddings(req: EmbeddingsRequest, svc: Services = Depends(services),
 
 @router.get("/api/ps")
 async def ps(sched: Scheduler = Depends(scheduler)) -> dict[str, Any]:
-    return {"models": sched.ps()}
+    return {"models": ownership.filter_visible(sched.ps())}
