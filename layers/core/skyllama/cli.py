@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .client.keys import add_parser as add_keys_parser
 
     add_keys_parser(sub)
+    from .client.transfer import add_parsers as add_transfer_parsers
+
+    add_transfer_parsers(sub)
     return parser
 
 
