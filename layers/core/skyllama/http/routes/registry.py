@@ -77,7 +77,7 @@ def _split(rest: str) -> tuple[str | None, str, list[str]]:
     for i, part in enumerate(parts):
         if part in ("manifests", "blobs", "tags") and i in (1, 2):
             repo, tail = parts[:i], parts[i:]
-            if len(tail) >= 2:
+            if len(tail) == 2 or (len(tail) == 3 and tail[:2] == ["blobs", "uploads"]):
                 return (repo[0] if len(repo) == 2 else None), repo[-1], tail
     raise reg.RegistryProblem("repository name not known to registry", "NAME_UNKNOWN", 404)
 
