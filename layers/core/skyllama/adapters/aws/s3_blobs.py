@@ -24,7 +24,6 @@ import base64
 import hashlib
 import io
 import logging
-import math
 import os
 import re
 import tempfile
@@ -39,23 +38,19 @@ from typing import Any, BinaryIO, cast
 from botocore.exceptions import ClientError
 
 from ...digests import Digest
-from ...errors import BadRequest, BlobNotFound, DigestMismatch, NotFound, StoreError
+from ...errors import BlobNotFound, DigestMismatch, StoreError
 from ...ports import BlobStore, BlobWriter
 from ._common import VENDOR_ERRORS, LazyClient, error_code, is_not_found, normalize_prefix, store_error
+from .s3_presigned import PresignedUploads
 
 log = logging.getLogger(__name__)
 
 MIB = 1 << 20
 MIN_PART = 5 * MIB  # S3's minimum for every part but the last
 DEFAULT_PART = 8 * MIB
-MAX_PARTS = 10_000
-MAX_OBJECT = 5 * (1 << 40)
 MAX_COPY = 5 * (1 << 30)  # CopyObject's limit; larger objects are copied part by part
 COPY_PART = 512 * MIB
-PRESIGN_EXPIRES = 3600
 _BLOB_NAME = re.compile(r"sha256-([0-9a-f]{64})")
-_UPLOAD = re.compile(r"[0-9a-f]{32}")
-_UPLOAD_ID = re.compile(r"[A-Za-z0-9._~+/=-]{1,1024}")
 
 
 class S3BlobWriter(BlobWriter):
@@ -158,7 +153,7 @@ class S3BlobWriter(BlobWriter):
             log.warning("could not clean up an aborted blob upload (%s)", error_code(e) or type(e).__name__)
 
 
-class S3BlobStore(BlobStore):
+class S3BlobStore(PresignedUploads, BlobStore):
     """Content-addressed blobs in an S3 bucket, hashed and verified by us on every write and read.
 
     ``client`` is a boto3 S3 client (made lazily when ``None``); ``cache_dir`` is where
@@ -330,113 +325,6 @@ class S3BlobStore(BlobStore):
         except BaseException:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=dst, UploadId=upload_id)
             raise
-
-    def presign_upload(self, digest: Digest, size: int, *, expires_in: int = PRESIGN_EXPIRES) -> dict[str, Any]:
-        """Presigned URLs for a client to PUT the blob's parts straight to S3 (past Lambda's 6 MB).
-
-        The client PUTs part ``n`` (``part_size`` bytes, the last one shorter) to its URL, then
-        asks for :meth:`complete_presigned` with ``upload`` and ``upload_id``.
-        """
-        if not 0 <= size <= MAX_OBJECT:
-            raise BadRequest("invalid blob size")
-        part = self.part_size
-        while math.ceil(size / part) > MAX_PARTS:
-            part *= 2
-        count = max(1, math.ceil(size / part))
-        upload = uuid.uuid4().hex
-        key = self.temp_key(upload)
-        try:
-            upload_id = self.client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, Metadata={"digest": digest.hex}
-            )["UploadId"]
-            urls = [
-                self.client.generate_presigned_url(
-                    "upload_part",
-                    Params={"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": n},
-                    ExpiresIn=expires_in,
-                )
-                for n in range(1, count + 1)
-            ]
-        except VENDOR_ERRORS as e:
-            raise store_error("S3", "presign", e) from e
-        return {
-            "digest": str(digest),
-            "size": size,
-            "upload": upload,
-            "upload_id": upload_id,
-            "part_size": part,
-            "parts": [
-                {"part_number": n, "url": url, "size": min(part, size - (n - 1) * part)}
-                for n, url in enumerate(urls, start=1)
-            ],
-            "expires_in": expires_in,
-        }
-
-    def complete_presigned(
-        self, digest: Digest, upload: str, upload_id: str, parts: list[dict[str, Any]] | None = None
-    ) -> Digest:
-        """Complete a presigned upload, read it back to verify its sha256, and publish it.
-
-        ``parts`` (``PartNumber``/``ETag`` pairs) default to what S3 lists for the upload. On a
-        mismatch nothing is kept and :class:`DigestMismatch` is raised.
-        """
-        if not _UPLOAD.fullmatch(upload) or not _UPLOAD_ID.fullmatch(upload_id):
-            raise BadRequest("invalid upload id")
-        key = self.temp_key(upload)
-        try:
-            if parts is None:
-                parts = []
-                for page in self.client.get_paginator("list_parts").paginate(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id
-                ):
-                    parts += [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in page.get("Parts", [])]
-            if not parts:
-                raise BadRequest("no parts were uploaded")
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id,
-                MultipartUpload={"Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts]},
-            )
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as e:
-            if is_not_found(e):
-                raise NotFound("upload not found") from e
-            raise store_error("S3", "complete upload", e) from e
-        except VENDOR_ERRORS as e:
-            raise store_error("S3", "complete upload", e) from e
-        try:
-            size = int(head["ContentLength"])
-            if head.get("Metadata", {}).get("digest") != digest.hex:
-                raise BadRequest("the upload was presigned for another digest")
-            h = hashlib.sha256()
-            for chunk in self._chunks(key, size, head.get("ETag")):
-                h.update(chunk)
-            actual = Digest(h.hexdigest())
-            if actual != digest:
-                raise DigestMismatch(f'digest mismatch, expected "{digest}", got "{actual}"')
-            self.copy(key, self.key(digest), size)
-        except VENDOR_ERRORS as e:
-            raise store_error("S3", "complete upload", e) from e
-        finally:
-            self._delete_quietly(key)
-        return digest
-
-    def abort_presigned(self, upload: str, upload_id: str) -> None:
-        """Give up a presigned upload: its parts and any temporary object are removed."""
-        if not _UPLOAD.fullmatch(upload) or not _UPLOAD_ID.fullmatch(upload_id):
-            raise BadRequest("invalid upload id")
-        key = self.temp_key(upload)
-        try:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except ClientError as e:
-            if not is_not_found(e):
-                raise store_error("S3", "abort upload", e) from e
-        self._delete_quietly(key)
-
-    def _delete_quietly(self, key: str) -> None:
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=key)
-        except VENDOR_ERRORS as e:
-            log.warning("could not delete a temporary upload (%s)", error_code(e) or type(e).__name__)
 
     def sweep_partials(self, older_than: float = 0.0) -> int:
         """Abort open multipart uploads and delete temporary objects older than ``older_than`` s."""
