@@ -204,9 +204,14 @@ class BlobDownload:
         self.completed = 0
 
     async def _fetch_parts(self, client: RegistryClient, plan: dict[str, Any]) -> None:
-        async with anyio.create_task_group() as tg:
-            for n, (start, end) in enumerate(plan["parts"]):
-                tg.start_soon(self._fetch_part, client, n, start, end)
+        try:
+            async with anyio.create_task_group() as tg:
+                for n, (start, end) in enumerate(plan["parts"]):
+                    tg.start_soon(self._fetch_part, client, n, start, end)
+        except BaseExceptionGroup as group:  # one part's failure stands for the whole blob
+            leaves = _leaves(group)
+            restart = [e for e in leaves if isinstance(e, _Restart)]
+            raise (restart or [e for e in leaves if isinstance(e, Exception)] or leaves)[0] from None
 
     async def _fetch_part(self, client: RegistryClient, n: int, start: int, end: int) -> None:
         tries = 0
@@ -317,3 +322,10 @@ class DownloadManager:
 
     def lock(self, digest: Digest) -> asyncio.Lock:
         return self.locks.setdefault(digest.hex, asyncio.Lock())
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
