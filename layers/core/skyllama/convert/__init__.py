@@ -2,6 +2,7 @@
 
 from skyllama.convert.convert import (
     ConvertResult,
+    check_model_dir,
     convert_model_dir,
     supported_architectures,
     validate_file_name,

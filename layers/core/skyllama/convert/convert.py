@@ -84,6 +84,28 @@ def convert_model_dir(
     return ConvertResult(arch_name, n_params, "F16", is_embedding=module is bert)
 
 
+def check_model_dir(files: Mapping[str, Path]) -> str:
+    """Every check :func:`convert_model_dir` makes before writing, without reading the weights.
+
+    Names, config.json, the architecture, each safetensors header, tensor names, shapes and
+    completeness, and the tokenizer and metadata: ``/api/create`` runs this first, so a bad upload
+    is a 400 before any progress line is sent. Returns the GGUF architecture name.
+    """
+    for name in files:
+        validate_file_name(name)
+    if "config.json" not in files:
+        raise BadRequest("config.json is missing: a safetensors model needs its config.json")
+    with tempfile.TemporaryDirectory(prefix="skyllama-check-") as stage:
+        model = HFModel(files, Path(stage))
+        module = _module_for(model.architecture)
+        arch = llama.arch_for(model.architecture) if module is llama else bert.ARCH
+        arch_name = gguf.MODEL_ARCH_NAMES[arch]
+        plan = list(module.plan_tensors(open_checkpoint(files), model))
+        _check_complete(plan, module.REQUIRED, model.int_param("num_hidden_layers"))
+        module.add_metadata(gguf.GGUFWriter(None, arch_name), model)
+    return arch_name
+
+
 def _check_complete(
     plan: list[PlannedTensor],
     required: tuple[tuple[gguf.MODEL_TENSOR, ...], tuple[gguf.MODEL_TENSOR, ...]],

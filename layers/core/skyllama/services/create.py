@@ -10,14 +10,16 @@ behind (unreferenced small blobs are harmless and shared by content).
 from __future__ import annotations
 
 import json
+import queue
 import tempfile
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..digests import Digest
-from ..errors import BadRequest, BlobNotFound, ModelNotFound
+from ..errors import BadRequest, BlobNotFound, Cancelled, ModelNotFound
 from ..filenames import validate_file_name
 from ..gguf_info import GGUFInfo, format_parameter_size, read_gguf
 from ..manifest import (
@@ -130,7 +132,33 @@ def plan_create(catalog: Catalog, request: dict[str, Any]) -> CreatePlan:
         if not isinstance(quantize, str):
             raise BadRequest("'quantize' must be a string")
         plan.quantize = quantize
+        _check_quantize(catalog, plan)
     return plan
+
+
+def _check_quantize(catalog: Catalog, plan: CreatePlan) -> None:
+    """An unknown level, a model without weights or an already-quantized source is a 400 up front."""
+    from ..engine.quantize import source_file_type, supported_quantizations
+
+    level = (plan.quantize or "").strip().upper()
+    if level not in supported_quantizations():
+        raise BadRequest(f"unsupported quantization {str(plan.quantize)[:40]!r}; "
+                         f"supported: {', '.join(supported_quantizations())}")
+    if plan.source_files:
+        return  # the converter writes F16
+    source = next((d for name, d in plan.gguf_files if not _is_projector(catalog, name, d)), None)
+    if source is None:
+        layer = next((x for x in plan.base_layers if x.media_type == MEDIA_MODEL), None)
+        if layer is None:
+            raise BadRequest("nothing to quantize: the model has no weights")
+        source = layer.digest
+    file_type = source_file_type(catalog.blobs.local_path(source))
+    if file_type not in ("F32", "F16", "BF16"):
+        raise BadRequest(f"the model is already quantized ({file_type}); quantize needs an F16 or F32 source")
+
+
+def _is_projector(catalog: Catalog, file_name: str, digest: Digest) -> bool:
+    return catalog.gguf_info(digest).architecture == "clip" or "mmproj" in file_name.lower()
 
 
 def _existing_blob(catalog: Catalog, digest_text: object) -> Digest:
@@ -158,6 +186,17 @@ def _plan_files(catalog: Catalog, plan: CreatePlan, files: object) -> None:
         raise BadRequest("mixing GGUF and safetensors files in one create is not supported")
     for _file_name, digest in plan.gguf_files:
         catalog.gguf_info(digest)  # validates the header now, before anything is written
+    if plan.source_files:
+        _check_source_files(catalog, plan.source_files)
+
+
+def _check_source_files(catalog: Catalog, files: dict[str, Digest]) -> None:
+    """The converter's checks on headers and side files, so a bad upload is a 400, not a stream error."""
+    try:
+        from ..convert import check_model_dir
+    except ImportError:
+        raise BadRequest("creating from safetensors is not available in this build") from None
+    check_model_dir({name: catalog.blobs.local_path(digest) for name, digest in files.items()})
 
 
 def _blob_is_gguf(catalog: Catalog, digest: Digest) -> bool:
@@ -189,7 +228,21 @@ def _validate_license(raw: object) -> list[str] | None:
 
 
 def run_create(catalog: Catalog, plan: CreatePlan) -> Iterator[Event]:
-    """Write the new model's layers, then its manifest; yields Ollama's status events."""
+    """Write the new model's layers, then its manifest; yields Ollama's status events.
+
+    The model blobs this create writes (converted or quantized weights) are removed again when it
+    fails or is abandoned, and an intermediate one (F16 before quantizing) once it succeeds; shared
+    blobs survive, as :meth:`Catalog.prune` keeps whatever a manifest references.
+    """
+    created: set[Digest] = set()
+    try:
+        yield from _run_create(catalog, plan, created)
+    except BaseException:
+        catalog.prune(created)
+        raise
+
+
+def _run_create(catalog: Catalog, plan: CreatePlan, created: set[Digest]) -> Iterator[Event]:
     blobs = catalog.blobs
     layers: list[Layer] = []
     replaced: set[str] = set()
@@ -200,18 +253,18 @@ def run_create(catalog: Catalog, plan: CreatePlan) -> Iterator[Event]:
         layers.append(Layer(media_type, digest, size))
 
     if plan.source_files:
-        yield from _convert(catalog, plan, layers)
+        yield from _convert(catalog, plan, layers, created)
         replaced.add(MEDIA_MODEL)
     for file_name, digest in plan.gguf_files:
         yield {"status": "parsing GGUF"}
         info = catalog.gguf_info(digest)
-        media = MEDIA_PROJECTOR if info.architecture == "clip" or "mmproj" in file_name.lower() else MEDIA_MODEL
+        media = MEDIA_PROJECTOR if _is_projector(catalog, file_name, digest) else MEDIA_MODEL
         if media == MEDIA_MODEL:
             model_info = info
         replaced.add(media)
         yield from add_blob(media, digest, blobs.size(digest) or 0)
     if plan.quantize:
-        yield from _quantize(catalog, plan, layers)
+        yield from _quantize(catalog, plan, layers, created)
     for digest in plan.adapters:
         replaced.add(MEDIA_ADAPTER)
         yield from add_blob(MEDIA_ADAPTER, digest, blobs.size(digest) or 0)
@@ -255,6 +308,7 @@ def run_create(catalog: Catalog, plan: CreatePlan) -> Iterator[Event]:
     yield {"status": "writing manifest"}
     catalog.manifests.put(plan.name, manifest.to_bytes())
     ownership.claim(plan.name)
+    catalog.prune(created - set(manifest.blobs()))
     yield {"status": "success"}
 
 
@@ -287,31 +341,26 @@ def _config(catalog: Catalog, plan: CreatePlan, layers: list[Layer], info: GGUFI
                            layer_digests=[layer.digest for layer in layers])
 
 
-def _convert(catalog: Catalog, plan: CreatePlan, layers: list[Layer]) -> Iterator[Event]:
-    """Safetensors (+ config and tokenizer files) to a GGUF model layer."""
-    try:
-        from ..convert import convert_model_dir
-    except ImportError:
-        raise BadRequest("creating from safetensors is not available in this build") from None
+def _convert(catalog: Catalog, plan: CreatePlan, layers: list[Layer], created: set[Digest]) -> Iterator[Event]:
+    """Safetensors (+ config and tokenizer files) to a GGUF model layer; the converter's own
+    progress lines are passed on as status events while it runs."""
+    from ..convert import convert_model_dir
+
     yield {"status": "parsing model files"}
     paths = {name: catalog.blobs.local_path(digest) for name, digest in plan.source_files.items()}
-    progress: list[str] = []
     with tempfile.TemporaryDirectory(prefix="skyllama-convert-") as tmp:
         out = Path(tmp) / "model.gguf"
         yield {"status": "converting model"}
-        convert_model_dir(paths, out, progress=progress.append)
+        yield from _with_progress(lambda say: convert_model_dir(paths, out, progress=say))
         info = read_gguf(out)
-        digest = catalog.blobs.put_file(out)
+        digest = _put_new(catalog, out, created)
         size = catalog.blobs.size(digest) or 0
     catalog._gguf_cache[digest.hex] = info  # noqa: SLF001 - we just validated it
     yield {"status": f"creating new layer {digest}"}
     layers.append(Layer(MEDIA_MODEL, digest, size))
 
 
-QuantizeFn = Callable[[Path, Path, str], None]
-
-
-def _quantize(catalog: Catalog, plan: CreatePlan, layers: list[Layer]) -> Iterator[Event]:
+def _quantize(catalog: Catalog, plan: CreatePlan, layers: list[Layer], created: set[Digest]) -> Iterator[Event]:
     """Replace the model layer with llama.cpp's quantisation of it."""
     from ..engine.quantize import quantize_gguf
 
@@ -323,11 +372,57 @@ def _quantize(catalog: Catalog, plan: CreatePlan, layers: list[Layer]) -> Iterat
         layers.append(model_layer)
         index = len(layers) - 1
     source = layers[index]
-    info = catalog.gguf_info(source.digest)
-    yield {"status": f"quantizing {info.file_type} model to {plan.quantize.upper() if plan.quantize else ''}"}
     with tempfile.TemporaryDirectory(prefix="skyllama-quantize-") as tmp:
         out = Path(tmp) / "model.gguf"
-        quantize_gguf(catalog.blobs.local_path(source.digest), out, plan.quantize or "")
-        digest = catalog.blobs.put_file(out)
+        yield from _with_progress(
+            lambda say: quantize_gguf(catalog.blobs.local_path(source.digest), out, plan.quantize or "", say)
+        )
+        digest = _put_new(catalog, out, created)
     yield {"status": f"creating new layer {digest}"}
     layers[index] = Layer(MEDIA_MODEL, digest, catalog.blobs.size(digest) or 0)
+
+
+def _put_new(catalog: Catalog, path: Path, created: set[Digest]) -> Digest:
+    """Store ``path`` as a blob and note it in ``created`` (pruned later unless a manifest uses it)."""
+    digest = catalog.blobs.put_file(path)
+    created.add(digest)
+    return digest
+
+
+T = TypeVar("T")
+
+
+def _with_progress(work: Callable[[Callable[[str], None]], T]) -> Generator[Event, None, T]:
+    """Run ``work(say)`` in a thread, yielding each line it says as a status event.
+
+    If the consumer stops listening (client gone), the next ``say`` raises and the work stops.
+    """
+    lines: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+    stop = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def say(text: str) -> None:
+        if stop.is_set():
+            raise Cancelled("create canceled")
+        lines.put(text)
+
+    def target() -> None:
+        try:
+            outcome["value"] = work(say)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the consumer's thread
+            outcome["error"] = e
+        finally:
+            lines.put(None)
+
+    thread = threading.Thread(target=target, name="skyllama-create-work", daemon=True)
+    thread.start()
+    try:
+        while (text := lines.get()) is not None:
+            yield {"status": text}
+    finally:
+        stop.set()
+        thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    result: T = outcome["value"]
+    return result
