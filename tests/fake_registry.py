@@ -161,7 +161,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        """Kept open: one recorder serves every registry client of a test server."""
 
 
 def pull(url: str, model: str, **body: Any) -> httpx.Response:
