@@ -14,7 +14,7 @@ from .auth import install_auth
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 from .origins import install_cors, install_host_check
-from .routes import blobs, create, inference, models, registry, root
+from .routes import blobs, create, inference, models, openai, registry, root
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.services = services
     app.state.shutdown_hooks = []
     install_error_handlers(app)
-    for module in (root, models, blobs, create, inference, registry):
+    for module in (root, models, blobs, create, inference, openai, registry):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     install_auth(app, settings)  # keys, scopes and metering: before bodies are read, after CORS
