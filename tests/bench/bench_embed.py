@@ -1,8 +1,9 @@
 """``/api/embed`` texts/s over HTTP for 512 short texts versus llama-cpp-python in-process.
 
-Run: ``.venv/bin/python tests/bench/bench_embed.py [--gguf all-minilm.gguf] [--repeats 3]``. With
-``--gguf`` (an embedding model such as all-MiniLM) that file is imported and measured; without it
-the demo SmolLM2 is used (mean pooled).
+Run: ``.venv/bin/python tests/bench/bench_embed.py --gguf all-minilm.gguf [--repeats 3]``: the
+embedding model is imported into a fresh demo folder and measured on both sides. (Without
+``--gguf`` the demo SmolLM2 is used, mean pooled; that run did not finish in 5 minutes here and
+is not a meaningful embedding benchmark.)
 """
 
 from __future__ import annotations
