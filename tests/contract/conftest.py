@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from contract_support import BUCKET, MIB, PREFIX, QUEUE, TABLE, BlobHarness, FakeClock
+from contract_support import BUCKET, MIB, PREFIX, QUEUE, TABLE, BlobHarness, FakeClock, client
 
 
 @pytest.fixture
@@ -53,12 +53,10 @@ def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobHarness:
             "local", store, lambda: sorted(p.name for p in store.folder.iterdir() if p.name.startswith("."))
         )
     request.getfixturevalue("aws")
-    import boto3
-
     from skyllama.adapters.aws.s3_blobs import S3BlobStore
     from skyllama.adapters.aws.tables import create_bucket
 
-    s3 = boto3.client("s3", region_name="us-east-1")
+    s3 = client("s3")
     create_bucket(s3, BUCKET, prefix=PREFIX)
     store = S3BlobStore(BUCKET, prefix=PREFIX, client=s3, cache_dir=tmp_path / "cache", part_size=5 * MIB)
 
@@ -78,12 +76,10 @@ def manifests(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
 
         return LocalManifestStore(tmp_path / "models")
     request.getfixturevalue("aws")
-    import boto3
-
     from skyllama.adapters.aws.s3_manifests import S3ManifestStore
     from skyllama.adapters.aws.tables import create_bucket
 
-    s3 = boto3.client("s3", region_name="us-east-1")
+    s3 = client("s3")
     create_bucket(s3, BUCKET, prefix=PREFIX)
     return S3ManifestStore(BUCKET, prefix=PREFIX, client=s3)
 
@@ -103,12 +99,10 @@ def state(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> I
         store.close()
         return
     request.getfixturevalue("aws")
-    import boto3
-
     from skyllama.adapters.aws.dynamodb_state import DynamoDBStateStore
     from skyllama.adapters.aws.tables import create_table
 
-    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    ddb = client("dynamodb")
     create_table(ddb, TABLE)
     yield DynamoDBStateStore(TABLE, client=ddb, clock=clock)
 
@@ -123,11 +117,9 @@ def jobs(request: pytest.FixtureRequest) -> Iterator[Any]:
         queue.close()
         return
     request.getfixturevalue("aws")
-    import boto3
-
     from skyllama.adapters.aws.sqs_jobs import SqsJobQueue
     from skyllama.adapters.aws.tables import create_queue
 
-    sqs = boto3.client("sqs", region_name="us-east-1")
+    sqs = client("sqs")
     url, _dlq = create_queue(sqs, QUEUE)
     yield SqsJobQueue(url, client=sqs)

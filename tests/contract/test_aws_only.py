@@ -10,14 +10,14 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from contract_support import BUCKET, MIB, PREFIX, TABLE
+from contract_support import BUCKET, MIB, PREFIX, TABLE, client
 
 from skyllama.adapters.aws._common import normalize_prefix
 from skyllama.adapters.aws.dynamodb_state import DynamoDBStateStore
 from skyllama.adapters.aws.s3_blobs import S3BlobStore
 from skyllama.adapters.aws.s3_manifests import S3ManifestStore
 from skyllama.adapters.aws.sqs_jobs import SqsJobQueue
-from skyllama.adapters.aws.tables import bootstrap
+from skyllama.adapters.aws.tables import bootstrap, create_bucket
 from skyllama.digests import Digest
 from skyllama.errors import BadRequest, DigestMismatch, StoreError
 from skyllama.names import ModelName
@@ -31,9 +31,8 @@ def d(data: bytes) -> Digest:
 
 @pytest.fixture
 def s3(aws: None) -> Any:
-    client = boto3.client("s3", region_name="us-east-1")
-    bootstrap(bucket=BUCKET, table=TABLE, queue="jobs", prefix=PREFIX)
-    return client
+    create_bucket(client("s3"), BUCKET, prefix=PREFIX)
+    return client("s3")
 
 
 @pytest.fixture
@@ -152,3 +151,17 @@ def test_prefixes_are_normalized() -> None:
     assert normalize_prefix("") == ""
     assert normalize_prefix("models") == "models/"
     assert normalize_prefix("team-a/models/") == "team-a/models/"
+
+
+def test_bootstrap_creates_what_the_template_declares(aws: None) -> None:
+    made = bootstrap(bucket=BUCKET, table=TABLE, queue="jobs", prefix=PREFIX)
+    ddb, sqs, s3 = boto3.client("dynamodb"), boto3.client("sqs"), boto3.client("s3")
+    ttl = ddb.describe_time_to_live(TableName=made.table)["TimeToLiveDescription"]
+    assert ttl["AttributeName"] == "expires_at" and ttl["TimeToLiveStatus"] == "ENABLED"
+    backups = ddb.describe_continuous_backups(TableName=made.table)["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+    attrs = sqs.get_queue_attributes(QueueUrl=made.queue_url, AttributeNames=["All"])["Attributes"]
+    assert "deadLetterTargetArn" in attrs["RedrivePolicy"]
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=made.bucket)["Rules"]
+    assert any("AbortIncompleteMultipartUpload" in r for r in rules)
+    assert s3.get_public_access_block(Bucket=made.bucket)["PublicAccessBlockConfiguration"]["BlockPublicAcls"]
