@@ -265,6 +265,7 @@ def _run_create(catalog: Catalog, plan: CreatePlan, created: set[Digest]) -> Ite
         yield from add_blob(media, digest, blobs.size(digest) or 0)
     if plan.quantize:
         yield from _quantize(catalog, plan, layers, created)
+        replaced.add(MEDIA_MODEL)  # the base model's unquantized weights are not kept
     for digest in plan.adapters:
         replaced.add(MEDIA_ADAPTER)
         yield from add_blob(MEDIA_ADAPTER, digest, blobs.size(digest) or 0)
