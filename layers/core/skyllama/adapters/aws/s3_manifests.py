@@ -15,15 +15,16 @@ overwrites that key, so ``Foo:Latest`` and ``foo:latest`` stay one model.
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from ...errors import InvalidName
+from ...errors import InvalidName, StoreError
 from ...names import ModelName
 from ...ports import ManifestStore, StoredManifest
 from ._common import VENDOR_ERRORS, LazyClient, error_code, is_not_found, normalize_prefix, store_error
@@ -171,7 +172,7 @@ class S3ManifestStore(ManifestStore):
                 if got is None:
                     return None  # deleted since the listing
                 return self._stored(key, got)
-            except (InvalidName, *VENDOR_ERRORS) as e:
+            except (InvalidName, StoreError, ClientError, BotoCoreError) as e:
                 log.warning("skipping unreadable manifest %s: %s", rel, type(e).__name__)
                 problems.append(rel)
                 return None
@@ -181,5 +182,5 @@ class S3ManifestStore(ManifestStore):
         self._problems = problems
         return sorted(found, key=lambda m: m.name.key)
 
-    def problems(self) -> list[str]:
+    def problems(self) -> builtins.list[str]:
         return list(self._problems)
