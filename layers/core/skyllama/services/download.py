@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import hashlib
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -111,8 +113,6 @@ class PullCheckpoint:
 
 
 def _now() -> float:
-    import time
-
     return time.time()
 
 
@@ -210,7 +210,7 @@ class BlobDownload:
                     tg.start_soon(self._fetch_part, client, n, start, end)
         except BaseExceptionGroup as group:  # one part's failure stands for the whole blob
             leaves = _leaves(group)
-            restart = [e for e in leaves if isinstance(e, _Restart)]
+            restart: list[BaseException] = [e for e in leaves if isinstance(e, _Restart)]
             raise (restart or [e for e in leaves if isinstance(e, Exception)] or leaves)[0] from None
 
     async def _fetch_part(self, client: RegistryClient, n: int, start: int, end: int) -> None:
@@ -312,11 +312,11 @@ class DownloadManager:
             download = make()
             self.downloads[digest.hex] = download
             download.task = asyncio.get_running_loop().create_task(download.run())
-            download.task.add_done_callback(lambda _t, d=download: self._forget(digest, d))
+            download.task.add_done_callback(functools.partial(self._forget, digest, download))
         download.refs += 1
         return download
 
-    def _forget(self, digest: Digest, download: BlobDownload) -> None:
+    def _forget(self, digest: Digest, download: BlobDownload, _task: object = None) -> None:
         if self.downloads.get(digest.hex) is download:
             del self.downloads[digest.hex]
 

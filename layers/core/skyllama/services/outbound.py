@@ -143,9 +143,9 @@ class OutboundPolicy:
             raise OutboundRefused(f"cannot resolve registry host {host!r}")
         for text in addresses:
             ip = _parse_ip(text)
-            reason = "an unparsable address" if ip is None else self._forbidden_address(ip, host, port)
-            if reason:
-                raise OutboundRefused(f"refusing to contact {host}: it resolves to {reason}")
+            why = "an unparsable address" if ip is None else self._forbidden_address(ip, host, port)
+            if why:
+                raise OutboundRefused(f"refusing to contact {host}: it resolves to {why}")
         return addresses[0]
 
     def check_url(self, url: httpx.URL | str) -> str:

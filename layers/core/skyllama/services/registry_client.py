@@ -133,7 +133,7 @@ class RegistryClient:
         same = (realm.host, realm.port) == (self.base.host, self.base.port)
         if not same and not self.policy.listed(realm.host):
             raise OutboundRefused(f"refusing token realm on another host ({realm.host})")
-        params: list[tuple[str, str]] = []
+        params: list[tuple[str, str | int | float | bool | None]] = []
         if challenge.get("service"):
             params.append(("service", challenge["service"]))
         params += [("scope", s) for s in challenge.get("scope", "").split(" ") if s]

@@ -100,10 +100,10 @@ def find_manifest(svc: Services, namespace: str | None, model: str, reference: s
                 return stored
         raise RegistryProblem("manifest unknown", "MANIFEST_UNKNOWN", 404)
     name = local_name(svc, namespace, model, reference)
-    stored = svc.manifests.get(name)
-    if stored is None or not _anonymous_can_read(svc, stored.name):
+    found = svc.manifests.get(name)
+    if found is None or not _anonymous_can_read(svc, found.name):
         raise RegistryProblem("manifest unknown", "MANIFEST_UNKNOWN", 404)
-    return stored
+    return found
 
 
 def blob_readable(svc: Services, digest: Digest) -> int | None:
