@@ -152,9 +152,7 @@ def test_query_pages(state: Any) -> None:
     assert [item["i"] for _, item in got] == list(range(40))
 
 
-def test_delete_of_an_expired_item_reports_nothing_deleted(state: Any, clock: FakeClock, request: Any) -> None:
-    if "local" in request.node.callspec.id:
-        pytest.xfail("SqliteStateStore.delete counts expired rows as deleted (recommended fix)")
+def test_delete_of_an_expired_item_reports_nothing_deleted(state: Any, clock: FakeClock) -> None:
     state.put("instance", "gone", {"v": 1}, expires_at=clock.now() + 1)
     clock.advance(2)
     assert state.delete("instance", "gone") is False

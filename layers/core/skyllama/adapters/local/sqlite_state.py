@@ -90,9 +90,11 @@ class SqliteStateStore(StateStore):
         return item
 
     def delete(self, kind: str, key: str) -> bool:
+        """Remove the item; ``False`` when there was no live one (an expired row is absent)."""
         with self._lock:
-            cur = self._db.execute("DELETE FROM items WHERE kind=? AND key=?", (kind, key))
-        return cur.rowcount > 0
+            row = self._db.execute("SELECT expires_at FROM items WHERE kind=? AND key=?", (kind, key)).fetchone()
+            self._db.execute("DELETE FROM items WHERE kind=? AND key=?", (kind, key))
+        return row is not None and self._live(row[0])
 
     def query(self, kind: str, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
         with self._lock:
