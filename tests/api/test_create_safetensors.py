@@ -181,3 +181,27 @@ def test_quantize_bad_levels_and_sources(server: RunningServer, client: ollama.C
     r = httpx.post(f"{server.url}/api/create", json={"model": "t", "from": "missing-model", "quantize": "q8_0"})
     assert r.status_code == 400 and "not found" in r.json()["error"]
     assert stored(server) == before
+
+
+# The first ten values Ollama's API docs show for all-minilm (docs/api.md, "Generate Embeddings").
+OLLAMA_DOC_VALUES = [
+    [0.010071029, -0.0017594862, 0.05007221, 0.04692972, 0.054916814,
+     0.008599704, 0.105441414, -0.025878139, 0.12958129, 0.031952348],
+    [-0.0098027075, 0.06042469, 0.025257962, -0.006364387, 0.07272725,
+     0.017194884, 0.09032035, -0.051705178, 0.09951512, 0.09072481],
+]
+
+
+def test_demo_all_minilm_answers_the_docs_curl_verbatim(demo_server: RunningServer) -> None:
+    body = '{"model": "all-minilm", "input": ["Why is the sky blue?", "Why is the grass green?"]}'
+    r = httpx.post(f"{demo_server.url}/api/embed", content=body, timeout=120)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["model"] == "all-minilm" and len(out["embeddings"]) == 2 and out["prompt_eval_count"] == 16
+    for vector, documented in zip(out["embeddings"], OLLAMA_DOC_VALUES, strict=True):
+        assert len(vector) == 384 and np.allclose(vector[:10], documented, atol=5e-4)
+    single = httpx.post(f"{demo_server.url}/api/embed",
+                        content='{"model": "all-minilm", "input": "Why is the sky blue?"}', timeout=60).json()
+    assert single["prompt_eval_count"] == 8
+    shown = ollama.Client(host=demo_server.url).show("all-minilm:l6-v2")
+    assert shown.details.family == "bert" and "embedding" in (shown.capabilities or [])
