@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .client.transfer import add_parsers as add_transfer_parsers
 
     add_transfer_parsers(sub)
+    from .client.commands import add_parsers as add_client_parsers
+
+    add_client_parsers(sub)
     from .client.create import add_parser as add_create_parser
 
     add_create_parser(sub)
