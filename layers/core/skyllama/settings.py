@@ -167,6 +167,27 @@ class Settings(BaseSettings):
     pull_min_part_bytes: int = Field(8 << 20, ge=1, validation_alias=AliasChoices("SKYLLAMA_PULL_MIN_PART_BYTES",
                                                                                   "pull_min_part_bytes"),
                                      description="Smallest download part; smaller blobs come in one part.")
+    bucket: str = Field("", validation_alias=AliasChoices("SKYLLAMA_BUCKET", "bucket"),
+                        description="backend=aws: the S3 bucket of blobs/ and manifests/ (Ollama's layout).")
+    prefix: str = Field("", validation_alias=AliasChoices("SKYLLAMA_PREFIX", "prefix"),
+                        description="backend=aws: key prefix in the bucket (empty, or ending in /).")
+    table: str = Field("", validation_alias=AliasChoices("SKYLLAMA_TABLE", "table"),
+                       description="backend=aws: the DynamoDB state table (pk/sk; also holds idempotency records).")
+    queue_url: str = Field("", validation_alias=AliasChoices("SKYLLAMA_QUEUE_URL", "queue_url"),
+                           description="backend=aws: the SQS queue of create/pull/push jobs.")
+    cache_dir: Path | None = Field(None, validation_alias=AliasChoices("SKYLLAMA_CACHE_DIR", "cache_dir"),
+                                   description="backend=aws: local cache of blobs fetched from S3, verified by "
+                                               "digest (default <tmp>/skyllama/blobs, /tmp in Lambda).")
+    aws_endpoint_url: str = Field("", validation_alias=AliasChoices("SKYLLAMA_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL",
+                                                                    "aws_endpoint_url"),
+                                  description="backend=aws: S3/DynamoDB/SQS endpoint (e.g. moto's server mode).")
+    presign_threshold: int = Field(5 << 20, ge=0,
+                                   validation_alias=AliasChoices("SKYLLAMA_PRESIGN_THRESHOLD", "presign_threshold"),
+                                   description="backend=aws: blob uploads declaring more bytes than this get "
+                                               "presigned S3 URLs (202) instead of going through the API.")
+    inference_function: str = Field("", validation_alias=AliasChoices("SKYLLAMA_INFERENCE_FUNCTION",
+                                                                      "inference_function"),
+                                    description="backend=aws: the inference function the warmer invokes.")
     emf_metrics: Literal["auto", "on", "off"] = Field(
         "auto", validation_alias=AliasChoices("SKYLLAMA_EMF_METRICS", "emf_metrics"),
         description="Print per-request CloudWatch EMF metrics to stdout: auto = only with backend=aws.")

@@ -1,0 +1,194 @@
+"""Long work as jobs: records and progress in the StateStore, run by a worker, followed by polling.
+
+A job is a record of kind ``job`` keyed by its id::
+
+    {"id", "type": "create", "status": "queued"|"running"|"success"|"error",
+     "request": {...}, "owner": {...} | None, "events": [last events], "seen": n,
+     "attempts": n, "error": str | None, "created_at", "updated_at"}
+
+The queue message carries only ``{"id", "type"}``; the request lives in the record (SQS
+messages stay small, and a redelivered message reads the same request).
+
+:func:`run_job` is idempotent and resumable on the job id: a finished job is not run again; a
+job cut off midway (Lambda timeout, crash) is run again from the top, and every layer blob it
+already committed is skipped (the create path only writes blobs that do not exist), while the
+manifest is written last, so a partial run never leaves a dangling or duplicate model. Errors
+a client caused (4xx) end the job; anything else is re-raised so SQS redelivers the message.
+
+:func:`wait_for_job` is the API's side: an event stream that polls the record and yields each
+new progress event, ending with ``success`` or an ``{"error": ...}`` raised as the job's error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from ..errors import BadRequest, NotFound, SkyllamaError
+from ..ports import JobQueue, StateStore
+from . import ownership
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+JOB_KIND = "job"
+TERMINAL = frozenset({"success", "error"})
+KEEP_EVENTS = 50
+JOB_TTL = 7 * 24 * 3600
+WRITE_EVERY = 0.5  # seconds between progress writes (every event is still kept in order)
+POLL_EVERY = 0.5
+
+
+class JobNotFound(NotFound):
+    """No such job (or it expired)."""
+
+
+class JobFailed(SkyllamaError):
+    """The job ended with an error; ``status`` is what the job recorded (400 for a client error)."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def new_job(state: StateStore, job_type: str, request: dict[str, Any], *, now: float) -> str:
+    """Record a queued job and return its id (owner taken from the bound request, if any)."""
+    job_id = uuid.uuid4().hex
+    access = ownership.current()
+    owner = None if access is None else {
+        "owner": access.principal.owner, "key_id": access.principal.key_id,
+        "scopes": sorted(access.principal.scopes)}
+    record: dict[str, Any] = {"id": job_id, "type": job_type, "status": "queued", "request": request, "owner": owner,
+              "events": [], "seen": 0, "attempts": 0, "error": None, "created_at": now, "updated_at": now}
+    state.put(JOB_KIND, job_id, record, expires_at=now + JOB_TTL)
+    return job_id
+
+
+def submit_create(services: Any, request: dict[str, Any], queue: JobQueue) -> str:
+    """Validate a create request now (a 4xx before anything is queued), then queue it as a job."""
+    from .create import plan_create
+
+    plan_create(services.catalog, request)
+    job_id = new_job(services.state, "create", request, now=services.clock.now())
+    queue.send({"id": job_id, "type": "create"})
+    return job_id
+
+
+def get_job(state: StateStore, job_id: str) -> dict[str, Any]:
+    record = state.get(JOB_KIND, job_id)
+    if record is None:
+        raise JobNotFound(f"job '{job_id}' not found")
+    return record
+
+
+class Progress:
+    """Appends events to the job record, writing at most every ``WRITE_EVERY`` seconds."""
+
+    def __init__(self, state: StateStore, record: dict[str, Any], clock: Callable[[], float]) -> None:
+        self.state, self.record, self.clock = state, record, clock
+        self._written = 0.0
+
+    def add(self, event: Event) -> None:
+        self.record["events"] = (self.record["events"] + [event])[-KEEP_EVENTS:]
+        self.record["seen"] = int(self.record.get("seen", 0)) + 1
+        if time.monotonic() - self._written >= WRITE_EVERY:
+            self.save()
+
+    def save(self, **fields: Any) -> None:
+        self.record.update(fields, updated_at=self.clock())
+        self.state.put(JOB_KIND, self.record["id"], self.record,
+                       expires_at=float(self.record.get("created_at", self.clock())) + JOB_TTL)
+        self._written = time.monotonic()
+
+
+def run_job(services: Any, job_id: str, *, on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
+    """Run (or finish, or skip) the job ``job_id``; returns its final ``{"id", "status", ...}``."""
+    record = get_job(services.state, job_id)
+    if record["status"] in TERMINAL:
+        log.info("job %s already %s", job_id, record["status"])
+        return _summary(record)
+    progress = Progress(services.state, record, services.clock.now)
+    progress.save(status="running", attempts=int(record.get("attempts", 0)) + 1, error=None)
+    try:
+        with _acting_as(services, record.get("owner")):
+            for event in _events(services, record):
+                progress.add(event)
+                if on_event is not None:
+                    on_event(event)
+    except SkyllamaError as e:
+        status = getattr(e, "status", 500)
+        if status >= 500 and not isinstance(e, BadRequest):
+            progress.save(error=e.message)
+            raise  # transient (a store error): SQS redelivers, the next attempt resumes
+        progress.save(status="error", error=e.message, error_status=status)
+        return _summary(progress.record)
+    except Exception as e:
+        progress.save(error=f"internal error ({type(e).__name__}); retrying")
+        raise
+    progress.save(status="success")
+    return _summary(progress.record)
+
+
+def _events(services: Any, record: dict[str, Any]) -> Iterator[Event]:
+    if record.get("type") != "create":
+        raise BadRequest(f"unknown job type {str(record.get('type'))[:40]!r}")
+    from .create import plan_create, run_create
+
+    if int(record.get("attempts", 1)) > 1:
+        yield {"status": f"resuming (attempt {record['attempts']})"}
+    plan = plan_create(services.catalog, dict(record["request"]))
+    yield from run_create(services.catalog, plan)
+
+
+class _acting_as:  # noqa: N801 - used as a context manager
+    """Bind the submitter's principal while the job runs, so ownership rules apply as in the API."""
+
+    def __init__(self, services: Any, owner: dict[str, Any] | None) -> None:
+        self.services, self.owner = services, owner
+        self.token: Any = None
+
+    def __enter__(self) -> None:
+        if self.owner:
+            from .auth import Principal
+
+            principal = Principal(owner=self.owner["owner"], key_id=self.owner.get("key_id", ""),
+                                  scopes=frozenset(self.owner.get("scopes", ())))
+            self.token = ownership.bind(ownership.Access(principal, self.services.state, self.services.manifests))
+
+    def __exit__(self, *exc: object) -> None:
+        if self.token is not None:
+            ownership.unbind(self.token)
+
+
+def _summary(record: dict[str, Any]) -> dict[str, Any]:
+    return {"id": record["id"], "status": record["status"], "error": record.get("error"),
+            "attempts": record.get("attempts", 0)}
+
+
+async def wait_for_job(state: StateStore, job_id: str, *, poll: float = POLL_EVERY,
+                       timeout: float | None = None) -> AsyncIterator[Event]:
+    """Yield the job's progress events as they are recorded, polling every ``poll`` seconds.
+
+    Ends after the job's last event when it succeeds; raises :class:`JobFailed` when it failed
+    and ``TimeoutError`` after ``timeout`` seconds.
+    """
+    seen = 0
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        record = await asyncio.to_thread(get_job, state, job_id)
+        total = int(record.get("seen", 0))
+        events = record.get("events", [])
+        for event in events[max(0, len(events) - (total - seen)):]:
+            yield event
+        seen = total
+        if record["status"] == "success":
+            return
+        if record["status"] == "error":
+            raise JobFailed(str(record.get("error") or "job failed"), int(record.get("error_status", 500)))
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"job {job_id} still {record['status']}")
+        await asyncio.sleep(poll)
