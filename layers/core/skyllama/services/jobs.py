@@ -192,3 +192,33 @@ async def wait_for_job(state: StateStore, job_id: str, *, poll: float = POLL_EVE
         if deadline is not None and time.monotonic() >= deadline:
             raise TimeoutError(f"job {job_id} still {record['status']}")
         await asyncio.sleep(poll)
+
+
+def idempotent_runner(services: Any, *, table: str, dynamodb: Any,
+                      expires_after: int = JOB_TTL) -> tuple[Callable[..., dict[str, Any]], Any]:
+    """``(run, config)``: ``run(job=...)`` runs a job at most once per job id (Powertools
+    Idempotency), recorded in the state table itself.
+
+    Powertools' records use the table's own key schema: ``pk`` is the static
+    ``idempotency#<function>`` and ``sk`` the hashed job id, so they never mix with the state
+    store's kinds; their expiry is the table's TTL attribute ``expires_at``. A second delivery
+    while the first still runs is refused (``IdempotencyAlreadyInProgressError``: SQS retries
+    later); a run cut off by a timeout leaves its record in progress only until the Lambda's
+    deadline (``config.register_lambda_context(context)``), after which a redelivery resumes it.
+    """
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
+    persistence = DynamoDBPersistenceLayer(table_name=table, key_attr="pk", sort_key_attr="sk",
+                                           expiry_attr="expires_at", boto3_client=dynamodb)
+    config = IdempotencyConfig(event_key_jmespath="id", raise_on_no_idempotency_key=True,
+                               expires_after_seconds=expires_after)
+
+    @idempotent_function(data_keyword_argument="job", persistence_store=persistence, config=config)
+    def run(job: dict[str, Any]) -> dict[str, Any]:
+        return run_job(services, str(job["id"]))
+
+    return run, config

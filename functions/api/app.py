@@ -1,0 +1,30 @@
+"""Control plane: the skyllama app through Mangum (tags, show, copy, delete, blobs, create, ps, version).
+
+Built once per execution environment, at import; Mangum's lifespan is off because it would run
+the ASGI lifespan on every invocation. NDJSON is a text type, so streamed bodies are never base64.
+"""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from mangum import Mangum
+from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
+
+from skyllama.http.app import create_app
+from skyllama.settings import Settings
+
+CORRELATION_ID = 'requestContext.requestId || headers."x-amzn-trace-id"'
+logger, metrics, tracer = Logger(), Metrics(namespace="skyllama"), Tracer()
+app = create_app(Settings.from_env())
+asgi = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/x-ndjson"])
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """API Gateway (REST v1, HTTP API v2), Function URL or ALB event in, HTTP response out."""
+    metrics.add_metric(name="ApiRequests", unit=MetricUnit.Count, value=1)
+    response: dict[str, Any] = asgi(event, context)
+    return response

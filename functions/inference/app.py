@@ -1,0 +1,34 @@
+"""Inference: generate, chat, embed, embeddings (and OpenAI /v1) through Mangum.
+
+Models load lazily on the first request that needs them: the blob is fetched from S3 into
+``SKYLLAMA_CACHE_DIR`` (``/tmp``) by parallel ranged GETs, verified by digest, and kept with the
+loaded model for the warm invocations that follow. A warm-up event from the warmer returns at once.
+"""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from mangum import Mangum
+from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
+
+from skyllama.http.app import create_app
+from skyllama.settings import Settings
+
+CORRELATION_ID = 'requestContext.requestId || headers."x-amzn-trace-id"'
+logger, metrics, tracer = Logger(), Metrics(namespace="skyllama"), Tracer()
+app = create_app(Settings.from_env())
+asgi = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/x-ndjson"])
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """An HTTP event (API Gateway, Function URL, ALB), or the warmer's ``{"source": "skyllama.warmer"}``."""
+    if event.get("source") == "skyllama.warmer":
+        metrics.add_metric(name="WarmUps", unit=MetricUnit.Count, value=1)
+        return {"warm": True, "models": event.get("models", [])}
+    metrics.add_metric(name="InferenceRequests", unit=MetricUnit.Count, value=1)
+    response: dict[str, Any] = asgi(event, context)
+    return response

@@ -1,0 +1,38 @@
+"""SQS jobs (create: convert, quantize; later pull/push): idempotent on the job id, resumable.
+
+Each record is ``{"id", "type"}``; the job's request and progress live in DynamoDB (see
+``skyllama.services.jobs``). A failed record is reported back (ReportBatchItemFailures) so SQS
+redelivers only it; after three receives it goes to the dead-letter queue.
+"""
+
+import json
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from skyllama.composition import build_services
+from skyllama.services.jobs import idempotent_runner
+from skyllama.settings import Settings
+
+logger, metrics, tracer = Logger(), Metrics(namespace="skyllama"), Tracer()
+services = build_services(Settings.from_env())
+run, idempotency = idempotent_runner(services, table=services.settings.table, dynamodb=services.state.client)
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> dict[str, Any]:
+    result = run(job=json.loads(record.body))
+    metrics.add_metric(name=f"Jobs_{result['status']}", unit=MetricUnit.Count, value=1)
+    return result
+
+
+@logger.inject_lambda_context(correlation_id_path="Records[0].messageId")
+@tracer.capture_lambda_handler
+@metrics.log_metrics(raise_on_empty_metrics=False)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """An SQS event in; ``{"batchItemFailures": [...]}`` out."""
+    idempotency.register_lambda_context(context)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
