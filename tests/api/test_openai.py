@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import jsonschema
@@ -13,7 +15,9 @@ import openai
 import pytest
 
 from serving import RunningServer
-from skyllama.engine.fake import FakeEngine
+from skyllama.engine.base import Generated, Sampling
+from skyllama.engine.fake import FakeEngine, FakeModel
+from skyllama.errors import SkyllamaError
 
 MODEL = "smollm2:135m"
 WEATHER = {"type": "function", "function": {
@@ -162,3 +166,23 @@ def test_errors_in_openai_shape(client: openai.OpenAI, demo_server: RunningServe
     assert r.status_code == 400 and "encoding_format" in r.json()["error"]["message"]
     r = httpx.post(f"{demo_server.url}/v1/completions", content=b"{not json")
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+class _Failing(FakeModel):
+    def generate(self, prompt: list[int], sampling: Sampling, **kwargs: Any) -> Iterator[str | Generated]:
+        yield "Hel"
+        raise SkyllamaError("engine fell over")
+
+
+def test_error_after_the_first_chunk_is_an_sse_error_event(demo_server: RunningServer, client: openai.OpenAI) -> None:
+    fake = FakeEngine()
+    demo_server.services.extras["engine_loader"] = lambda spec: _Failing(spec, fake)
+    with httpx.stream("POST", f"{demo_server.url}/v1/chat/completions", timeout=60, json={
+            "model": MODEL, "messages": HELLO, "stream": True}) as r:
+        assert r.status_code == 200
+        events = [line for line in r.iter_lines() if line]
+    assert json.loads(events[0][6:])["choices"][0]["delta"] == {"role": "assistant", "content": "Hel"}
+    assert json.loads(events[-1][6:]) == {"error": {"message": "engine fell over", "type": "api_error",
+                                                    "param": None, "code": None}}
+    with pytest.raises(openai.APIError, match="engine fell over"):
+        list(client.chat.completions.create(model=MODEL, messages=HELLO, stream=True))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -105,7 +105,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, svc: S
                            sched: Scheduler = Depends(scheduler)) -> Response:
     req = ChatRequest.model_validate(compat.from_chat_request(body))
     cid = compat.new_id("chatcmpl")
-    events = inference.chat(svc.catalog, sched, req)
+    events = cast(AsyncGenerator[Event, None], inference.chat(svc.catalog, sched, req))
     if not body.stream:
         merged = inference.merge_chat(await _collect(request, events))
         return JSONResponse(compat.to_chat_completion(cid, merged))
@@ -118,7 +118,7 @@ async def completions(body: CompletionRequest, request: Request, svc: Services =
                       sched: Scheduler = Depends(scheduler)) -> Response:
     req = GenerateRequest.model_validate(compat.from_completion_request(body))
     cid = compat.new_id("cmpl")
-    events = inference.generate(svc.catalog, sched, req)
+    events = cast(AsyncGenerator[Event, None], inference.generate(svc.catalog, sched, req))
     if not body.stream:
         merged = inference.merge_generate(await _collect(request, events))
         return JSONResponse(compat.to_completion(cid, merged))
