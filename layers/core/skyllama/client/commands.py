@@ -178,15 +178,26 @@ def _stats(final: dict[str, Any]) -> None:
 
 
 def _print_stream(events: Iterator[dict[str, Any]], field: Callable[[dict[str, Any]], str]) -> tuple[str, dict]:
-    """Write each event's text as it arrives; the whole text and the final event."""
+    """Write each event's text as it arrives; the whole text and the final event.
+
+    On a terminal a spinner on stderr covers the wait (model load, prompt) until the first text.
+    """
+    from contextlib import ExitStack
+
     parts, final = [], {}
-    for event in events:
-        text = field(event)
-        if text:
-            parts.append(text)
-            _out(text, end="")
-        if event.get("done"):
-            final = event
+    with ExitStack() as spinner:
+        if sys.stderr.isatty():
+            from rich.console import Console
+
+            spinner.enter_context(Console(stderr=True).status("", spinner="dots"))
+        for event in events:
+            text = field(event)
+            if text:
+                spinner.close()
+                parts.append(text)
+                _out(text, end="")
+            if event.get("done"):
+                final = event
     return "".join(parts), final
 
 
