@@ -11,12 +11,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 
+from skyllama.adapters.aws.factory import lambda_settings
 from skyllama.http.app import create_app
-from skyllama.settings import Settings
 
 CORRELATION_ID = 'requestContext.requestId || headers."x-amzn-trace-id"'
 logger, metrics, tracer = Logger(), Metrics(namespace="skyllama"), Tracer()
-app = create_app(Settings.from_env())
+app = create_app(lambda_settings())
 asgi = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/x-ndjson"])
 
 

@@ -11,12 +11,12 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
+from skyllama.adapters.aws.factory import lambda_settings
 from skyllama.composition import build_services
-from skyllama.settings import Settings
 
 INSTANCE_KIND = "instance"
 logger, metrics, tracer = Logger(), Metrics(namespace="skyllama"), Tracer()
-services = build_services(Settings.from_env())
+services = build_services(lambda_settings())
 
 
 @logger.inject_lambda_context(correlation_id_path="id")

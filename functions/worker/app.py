@@ -13,12 +13,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from skyllama.adapters.aws.factory import lambda_settings
 from skyllama.composition import build_services
 from skyllama.services.jobs import idempotent_runner
-from skyllama.settings import Settings
 
 logger, metrics, tracer = Logger(), Metrics(namespace="skyllama"), Tracer()
-services = build_services(Settings.from_env())
+services = build_services(lambda_settings())
 run, idempotency = idempotent_runner(services, table=services.settings.table, dynamodb=services.state.client)
 processor = BatchProcessor(event_type=EventType.SQS)
 

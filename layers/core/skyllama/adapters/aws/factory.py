@@ -68,3 +68,16 @@ def build_aws_stores(settings: Settings, *, clock: Clock | None = None, session:
     state = DynamoDBStateStore(settings.table, client=clients["dynamodb"], clock=clock)
     jobs = SqsJobQueue(settings.queue_url, client=clients["sqs"]) if settings.queue_url else None
     return AwsStores(blobs=blobs, manifests=manifests, state=state, jobs=jobs, clients=clients)
+
+
+def lambda_settings(environ: dict[str, str] | None = None) -> Settings:
+    """A function's settings: the environment, with ``OLLAMA_HOST`` defaulting to ``0.0.0.0``.
+
+    The API Gateway, Function URL or ALB in front is the listener; the loopback default would
+    turn on the browser DNS-rebinding host check, which refuses their host names.
+    """
+    import os
+
+    env = dict(os.environ if environ is None else environ)
+    env.setdefault("OLLAMA_HOST", "0.0.0.0")  # noqa: S104 - not a socket: the Lambda's front door
+    return Settings.from_env(env)
