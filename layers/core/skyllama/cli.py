@@ -31,8 +31,11 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(settings, services=services)
     address = settings.address
     print(f"skyllama listening on {address.url} (models in {settings.models})", file=sys.stderr)
+    from .http.server_timeouts import protocol_with_header_timeout
+
     uvicorn.run(app, host=address.host, port=address.port, log_level=args.log_level,
-                timeout_keep_alive=30, access_log=args.log_level == "debug")
+                timeout_keep_alive=max(1, int(settings.idle_timeout)), access_log=args.log_level == "debug",
+                http=protocol_with_header_timeout(settings.header_timeout))
     return 0
 
 

@@ -130,6 +130,26 @@ class Settings(BaseSettings):
     max_blob_bytes: int = Field(256 << 30, ge=1024,
                                 validation_alias=AliasChoices("SKYLLAMA_MAX_BLOB_BYTES", "max_blob_bytes"),
                                 description="Largest blob upload.")
+    max_num_predict: int = Field(65536, ge=1, validation_alias=AliasChoices("SKYLLAMA_MAX_NUM_PREDICT",
+                                                                            "max_num_predict"),
+                                 description="Largest num_predict a request may ask for (-1 still means until "
+                                             "the context is full).")
+    max_messages: int = Field(4096, ge=1, validation_alias=AliasChoices("SKYLLAMA_MAX_MESSAGES", "max_messages"),
+                              description="Most messages one chat request may carry.")
+    max_images: int = Field(16, ge=0, validation_alias=AliasChoices("SKYLLAMA_MAX_IMAGES", "max_images"),
+                            description="Most images one generate or chat request may carry.")
+    max_image_bytes: int = Field(20 << 20, ge=1024, validation_alias=AliasChoices("SKYLLAMA_MAX_IMAGE_BYTES",
+                                                                                 "max_image_bytes"),
+                                 description="Largest decoded image.")
+    max_concurrent_per_key: int = Field(
+        32, ge=0, validation_alias=AliasChoices("SKYLLAMA_MAX_CONCURRENT_PER_KEY", "max_concurrent_per_key"),
+        description="Requests one API key may have in flight at once (429 beyond; 0 = no limit).")
+    header_timeout: float = Field(10.0, gt=0, validation_alias=AliasChoices("SKYLLAMA_HEADER_TIMEOUT",
+                                                                            "header_timeout"),
+                                  description="Seconds a connection may take to send a request's headers "
+                                              "(skyllama serve closes it after that).")
+    idle_timeout: float = Field(30.0, gt=0, validation_alias=AliasChoices("SKYLLAMA_IDLE_TIMEOUT", "idle_timeout"),
+                                description="Seconds an idle keep-alive connection is kept open (skyllama serve).")
     num_thread: int = Field(0, ge=0, validation_alias=AliasChoices("SKYLLAMA_NUM_THREAD", "num_thread"),
                             description="llama.cpp threads (0 = physical cores).")
     auth: Literal["auto", "on", "off"] = Field(

@@ -6,7 +6,8 @@ streamed to storage and capped by their own limit in the blob route.
 
 Ollama reads every body as JSON whatever its Content-Type, and the seeds' own examples use
 ``curl -d`` (which sends ``application/x-www-form-urlencoded``), so buffered bodies are handed on
-as ``application/json``.
+as ``application/json``. Bodies with a ``Content-Encoding`` (gzip, deflate, br) are refused with
+415: nothing decompresses them, so there is no decompressed size to cap.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _encoded(scope):
+            await _reply(send, 415, "request bodies with a Content-Encoding are not accepted")
+            return
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS") or \
                 scope["path"].startswith(STREAMED_PREFIXES):
             await self.app(scope, receive, send)
@@ -72,9 +76,22 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+def _encoded(scope: Scope) -> bool:
+    """Whether the body is compressed (gzip, deflate, br, ...): nothing here decompresses bodies, so a
+    compressed one is refused outright rather than capped after a decompression bomb (T-13)."""
+    for key, value in scope.get("headers", []):
+        if key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            return True
+    return False
+
+
 async def _too_large(send: Send, limit: int) -> None:
-    body: dict[str, Any] = {"error": f"request body too large (limit {limit} bytes)"}
+    await _reply(send, 413, f"request body too large (limit {limit} bytes)")
+
+
+async def _reply(send: Send, status: int, message: str) -> None:
+    body: dict[str, Any] = {"error": message}
     data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": 413,
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
     await send({"type": "http.response.body", "body": data})

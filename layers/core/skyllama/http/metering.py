@@ -6,7 +6,8 @@ the OpenAI-compatible routes (JSON body or the last SSE ``data:`` event carrying
 record is written once the response body has been fully sent, streamed ones included.
 
 With auth off, requests are recorded under the key ``anonymous`` (owner ``local``); public
-routes (``/``, ``/api/version``) are never recorded.
+routes (``/``, ``/api/version``) are never recorded. A key with ``SKYLLAMA_MAX_CONCURRENT_PER_KEY``
+requests in flight (in this process) gets 429 with ``Retry-After`` for the next one.
 """
 
 from __future__ import annotations
@@ -166,6 +167,23 @@ class MeteringMiddleware:
             except TooManyRequests as exc:
                 await error_response(exc)(scope, receive, send)
                 return
+        limit = services.settings.max_concurrent_per_key
+        in_flight: dict[str, int] = services.extras.setdefault("in_flight_by_key", {})
+        key = principal.key_id if limit and principal is not ANONYMOUS else None
+        if key is not None:
+            if in_flight.get(key, 0) >= limit:
+                busy = TooManyRequests(f"too many concurrent requests for this key (limit {limit})")
+                await error_response(busy)(scope, receive, send)
+                return
+            in_flight[key] = in_flight.get(key, 0) + 1
+        try:
+            await self._metered(scope, receive, send, meter, principal)
+        finally:
+            if key is not None:
+                in_flight[key] -= 1
+
+    async def _metered(self, scope: Scope, receive: Receive, send: Send, meter: Meter,
+                       principal: Principal) -> None:
         started = time.perf_counter_ns()
         capture = _Capture()
         request_body = bytearray()

@@ -77,6 +77,25 @@ def check_images(images: list[str] | None, prepared: Prepared, name: str) -> lis
     return decoded
 
 
+def check_caps(settings: Any, req: Any) -> None:
+    """Request-size caps (T-13), before any lookup: num_predict, message and image counts, image size."""
+    options = req.options if isinstance(req.options, dict) else {}
+    predict = options.get("num_predict")
+    if isinstance(predict, int | float) and predict > settings.max_num_predict:
+        raise InvalidOption(f"num_predict {predict} exceeds the maximum {settings.max_num_predict}")
+    messages = getattr(req, "messages", None) or []
+    if len(messages) > settings.max_messages:
+        raise BadRequest(f"too many messages ({len(messages)}, limit {settings.max_messages})")
+    images = list(getattr(req, "images", None) or [])
+    for message in messages:
+        images += message.images or []
+    if len(images) > settings.max_images:
+        raise BadRequest(f"too many images ({len(images)}, limit {settings.max_images})")
+    limit = settings.max_image_bytes
+    if any(len(image) > (limit + 2) // 3 * 4 + 4 for image in images):
+        raise BadRequest(f"image too large (limit {limit} bytes)")
+
+
 def require(prepared: Prepared, name: str, capability: str) -> None:
     if capability not in prepared.capabilities:
         raise BadRequest(f'"{name}" does not support {capability}')
@@ -149,6 +168,7 @@ async def generate(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncIte
     """``/api/generate`` events: text chunks, then a final chunk with metrics and ``context``."""
     started = time.perf_counter_ns()
     name = req.model
+    check_caps(scheduler.settings, req)
     if req.raw and (req.template or req.system or req.context):
         raise BadRequest("raw mode does not support template, system, or context")
     prep = await asyncio.to_thread(prepare, catalog, name, req.options, req.keep_alive, req.format)
@@ -235,6 +255,7 @@ async def chat(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncIterato
 
     started = time.perf_counter_ns()
     name = req.model
+    check_caps(scheduler.settings, req)
     prep = await asyncio.to_thread(prepare, catalog, name, req.options, req.keep_alive, req.format)
     if "embedding" in prep.capabilities and "completion" not in prep.capabilities:
         raise BadRequest(f'"{name}" does not support chat')
