@@ -1,0 +1,1 @@
+"""Crafted model files for the security tests, built by code (no committed binaries)."""
