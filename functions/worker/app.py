@@ -35,4 +35,5 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """An SQS event in; ``{"batchItemFailures": [...]}`` out."""
     idempotency.register_lambda_context(context)
+    metrics.add_metric(name="JobMessages", unit=MetricUnit.Count, value=len(event.get("Records", [])))
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
