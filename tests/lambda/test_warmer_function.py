@@ -1,0 +1,46 @@
+"""The warmer function (EventBridge schedule): lists live instance records and invokes the
+inference function with a warm-up event naming their models."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from conftest import FakeAws, LambdaContext, load_event, load_function
+
+
+class FakeLambda:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def invoke(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        return {"StatusCode": 202}
+
+
+@pytest.fixture
+def warmer(fake_aws: FakeAws, monkeypatch: pytest.MonkeyPatch) -> Any:
+    for key, value in fake_aws.env.items():
+        monkeypatch.setenv(key, value)
+    return load_function("warmer", {**fake_aws.env, "SKYLLAMA_INFERENCE_FUNCTION": "skyllama-inference"})
+
+
+def test_scheduled_event_warms_the_live_models(warmer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = warmer.services.state
+    state.put("instance", "i-live", {"model": "smollm2:135m"}, expires_at=time.time() + 300)
+    state.put("instance", "i-gone", {"model": "old:1b"}, expires_at=time.time() - 1)
+    fake = FakeLambda()
+    monkeypatch.setattr(warmer.boto3, "client", lambda *_a, **_k: fake)
+    result = warmer.handler(load_event("eventbridge-schedule"), LambdaContext("skyllama-warmer"))
+    assert result == {"models": ["smollm2:135m"], "invoked": True}
+    assert fake.calls[0]["FunctionName"] == "skyllama-inference" and fake.calls[0]["InvocationType"] == "Event"
+    assert json.loads(fake.calls[0]["Payload"]) == {"source": "skyllama.warmer", "models": ["smollm2:135m"]}
+    state.delete("instance", "i-live")
+    state.delete("instance", "i-gone")
+
+
+def test_nothing_live_invokes_nothing(warmer: Any) -> None:
+    result = warmer.handler(load_event("eventbridge-schedule"), LambdaContext("skyllama-warmer"))
+    assert result == {"models": [], "invoked": False}
