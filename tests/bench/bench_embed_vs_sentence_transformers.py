@@ -25,6 +25,7 @@ from _common import demo_folder, median, serve_in_subprocess
 from skyllama.convert.demo_assets import minilm_model_dir
 
 MODEL = "all-minilm"
+OPTIONS: dict[str, int] = {}  # request options; --threads sets num_thread
 SUBJECTS = ["llamas", "the sky", "servers", "green grass", "a red bicycle", "coffee", "the stock market",
             "quantum physics", "a rainy Tuesday", "my password"]
 VERBS = ["Why is", "Tell me about", "I really like", "Nobody understands", "Here is a note on",
@@ -37,7 +38,7 @@ def short_texts(n: int = 512) -> list[str]:
 
 
 def http_embed(client: httpx.Client, texts: list[str]) -> list[list[float]]:
-    r = client.post("/api/embed", json={"model": MODEL, "input": texts, "keep_alive": -1})
+    r = client.post("/api/embed", json={"model": MODEL, "input": texts, "keep_alive": -1, "options": OPTIONS})
     r.raise_for_status()
     vectors: list[list[float]] = r.json()["embeddings"]
     assert len(vectors) == len(texts)
@@ -59,7 +60,8 @@ def concurrent_requests(url: str, texts: list[str], size: int = 32) -> list[list
     async def run() -> list[list[float]]:
         async with httpx.AsyncClient(base_url=url, timeout=600) as client:
             async def one(chunk: list[str]) -> list[list[float]]:
-                r = await client.post("/api/embed", json={"model": MODEL, "input": chunk, "keep_alive": -1})
+                r = await client.post("/api/embed",
+                                      json={"model": MODEL, "input": chunk, "keep_alive": -1, "options": OPTIONS})
                 r.raise_for_status()
                 vectors: list[list[float]] = r.json()["embeddings"]
                 return vectors
@@ -86,12 +88,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--texts", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="threads for both sides (torch.set_num_threads and num_thread); default: each its own")
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from sentence_transformers import SentenceTransformer
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        OPTIONS["num_thread"] = args.threads
     texts = short_texts(args.texts)
     st = SentenceTransformer(str(minilm_model_dir()), device="cpu")
     folder = demo_folder()
@@ -116,7 +123,7 @@ def main() -> None:
     reference = median(runs["sentence-transformers"])
     print(f"{len(texts)} short texts, all-minilm (F16 GGUF converted by skyllama) vs sentence-transformers "
           f"all-MiniLM-L6-v2 (torch {torch.__version__}, {torch.get_num_threads()} threads); "
-          f"median of {args.repeats}; {os.cpu_count()} CPUs")
+          f"median of {args.repeats}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}")
     for name, rates in runs.items():
         line = f"  {name:<24} {median(rates):8.1f} texts/s"
         if name != "sentence-transformers":
