@@ -55,3 +55,17 @@ def demo_server(demo_models: Path, tmp_path: Path) -> Iterator[RunningServer]:
     folder = clone_models(demo_models, tmp_path / "demo")
     with run_server(folder) as running:
         yield running
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run the long variants (fuzzing, soak); CI runs the bounded subset")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow") or os.environ.get("SKYLLAMA_RUN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="long variant: run with `pytest --runslow`")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
