@@ -12,6 +12,7 @@ from skyllama.convert.safetensors_reader import Checkpoint, SafetensorsFile, ope
 __all__ = [
     "Checkpoint",
     "ConvertResult",
+    "check_model_dir",
     "SafetensorsFile",
     "convert_model_dir",
     "open_checkpoint",
