@@ -27,6 +27,18 @@ def state(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
         yield s
         s.close()
         return
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    # AWS applies each request to an item atomically; moto's in-process backend does not, so its
+    # requests are serialized (as in tests/contract): a client-side read-then-write would still race.
+    lock = threading.Lock()
+    handle = BotocoreStubber.__call__
+
+    def serialized(self: BotocoreStubber, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return handle(self, *args, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "__call__", serialized)
     with moto_aws(monkeypatch):
         yield aws_stores(tmp_path / "cache")[3]
 
