@@ -1,4 +1,4 @@
-"""Fixtures of the Lambda tests: moto in server mode on 127.0.0.1, the demo models in its S3,
+"""Helpers and fixtures of the Lambda tests: moto in server mode on 127.0.0.1, the demo models in its S3,
 the functions imported as Lambda imports them, and events made from the SAM-generated samples.
 
 moto runs as a server (not the in-process mock) so that the in-process handlers, presigned PUTs

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import HTTP_KINDS, FakeAws, invoke_http, load_function
+from lambda_support import HTTP_KINDS, FakeAws, invoke_http, load_function
 
 pytestmark = pytest.mark.model
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HTTP_KINDS, FakeAws, LambdaContext, invoke_http, load_function
+from lambda_support import HTTP_KINDS, FakeAws, LambdaContext, invoke_http, load_function
 
 pytestmark = pytest.mark.model
 

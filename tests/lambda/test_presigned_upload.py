@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import FakeAws, invoke_http, load_function
+from lambda_support import FakeAws, invoke_http, load_function
 
 SIZE = 13 * (1 << 20)  # over 6 MB, and two 8 MiB parts
 

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import FakeAws, LambdaContext, load_event, load_function
+from lambda_support import FakeAws, LambdaContext, load_event, load_function
 
 
 class FakeLambda:

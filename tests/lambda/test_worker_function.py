@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import FakeAws, LambdaContext, load_function, sqs_event
+from lambda_support import FakeAws, LambdaContext, load_function, sqs_event
 
 from skyllama.names import ModelName
 from skyllama.services import jobs
