@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -36,9 +35,11 @@ BAD = [
 MUTATING = re.compile(r"^(Put|Delete|Create|Complete|Upload|Copy|Update|TransactWrite|BatchWrite|Abort)")
 
 
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, list[tuple[str, str]]]]:
-    with moto_aws(monkeypatch):
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, list[tuple[str, str]]]]:
+    """One moto account and app for the whole table (moto and boto3 clients are slow to set up)."""
+    tmp_path = tmp_path_factory.mktemp("t02")
+    with pytest.MonkeyPatch.context() as monkeypatch, moto_aws(monkeypatch):
         s3, blobs, manifests, state = aws_stores(tmp_path / "cache")
         calls: list[tuple[str, str]] = []
 
@@ -100,8 +101,9 @@ def test_blob_key_is_always_safe(text: str) -> None:
     assert text[7:] == d.hex and text[6] in ":-"
 
 
-def test_s3_key_is_the_blob_key_under_the_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with moto_aws(monkeypatch):
-        _s3, blobs, _m, _s = aws_stores(tmp_path / "cache")
-        d = Digest.parse("sha256:" + HEX)
-        assert blobs.key(d) == PREFIX + d.blob_key()
+def test_s3_key_is_the_blob_key_under_the_prefix() -> None:
+    from skyllama.adapters.aws.s3_blobs import S3BlobStore
+
+    blobs = S3BlobStore("bucket", prefix=PREFIX, client=object())  # key() never calls S3
+    d = Digest.parse("sha256:" + HEX)
+    assert blobs.key(d) == PREFIX + d.blob_key()
