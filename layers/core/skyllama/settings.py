@@ -109,6 +109,13 @@ class Settings(BaseSettings):
                               description="Concurrent requests per loaded model (0 = 1).")
     max_queue: int = Field(512, ge=0, validation_alias=AliasChoices("OLLAMA_MAX_QUEUE", "max_queue"),
                            description="Requests allowed to wait; beyond it the answer is 503 at once.")
+    preload: str = Field("", validation_alias=AliasChoices("SKYLLAMA_PRELOAD", "preload"),
+                         description="Models to load at start, with their keep_alive: "
+                                     "`smollm2:135m=-1,all-minilm=10m` (no `=`: the default keep_alive).")
+    num_parallel_models: str = Field("", validation_alias=AliasChoices("SKYLLAMA_NUM_PARALLEL_MODELS",
+                                                                       "num_parallel_models"),
+                                     description="Per-model parallel requests, e.g. `smollm2:135m=4,all-minilm=2`; "
+                                                 "overrides OLLAMA_NUM_PARALLEL, a num_parallel PARAMETER overrides it.")
     origins: str = Field("", validation_alias=AliasChoices("OLLAMA_ORIGINS", "origins"),
                          description="Extra allowed CORS origins, comma-separated.")
     context_length: int = Field(4096, ge=0, validation_alias=AliasChoices("OLLAMA_CONTEXT_LENGTH", "context_length"),
@@ -259,6 +266,15 @@ class Settings(BaseSettings):
     def effective_num_parallel(self) -> int:
         return self.num_parallel or 1
 
+    def num_parallel_for(self, name: str) -> int | None:
+        """``SKYLLAMA_NUM_PARALLEL_MODELS``'s value for the model ``name`` (``None``: not listed)."""
+        from .names import ModelName
+
+        for entry, value in parse_model_map(self.num_parallel_models).items():
+            if ModelName.parse(entry).display() == name and value.isdigit() and int(value) > 0:
+                return int(value)
+        return None
+
     @property
     def state_path(self) -> Path:
         return self.state_db or (self.models / ".skyllama" / "state.db")
@@ -302,3 +318,13 @@ def _describe_errors(error: ValidationError) -> str:
         msg = str(item["msg"]).removeprefix("Value error, ")
         lines.append(f"{var}: {msg} (got {item.get('input')!r})")
     return "invalid configuration: " + "; ".join(lines)
+
+
+def parse_model_map(text: str) -> dict[str, str]:
+    """``"a:1b=-1, b=10m, c"`` -> ``{"a:1b": "-1", "b": "10m", "c": ""}`` (model lists in settings)."""
+    out = {}
+    for item in text.split(","):
+        name, _, value = item.strip().partition("=")
+        if name.strip():
+            out[name.strip()] = value.strip()
+    return out

@@ -64,6 +64,21 @@ class Generated:
     eval_duration: int
 
 
+@dataclass
+class TokenLogprob:
+    """The log-probability of one generated token and its ``top`` alternatives (Ollama's ``Logprob``)."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: list[tuple[str, float, list[int]]] = field(default_factory=list)
+
+    def to_api(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"token": self.token, "logprob": self.logprob, "bytes": self.bytes}
+        out["top_logprobs"] = [{"token": t, "logprob": lp, "bytes": b} for t, lp, b in self.top]
+        return out
+
+
 class EngineModel(Protocol):
     """A loaded model. Not thread-safe: one request at a time (the scheduler guarantees it)."""
 
@@ -74,7 +89,8 @@ class EngineModel(Protocol):
     def detokenize(self, tokens: list[int]) -> str: ...
 
     def generate(self, prompt: list[int], sampling: Sampling, *, grammar: str | None = None,
-                 cancel: threading.Event | None = None) -> Iterator[str | Generated]: ...
+                 cancel: threading.Event | None = None,
+                 logprobs: int | None = None) -> Iterator[str | TokenLogprob | Generated]: ...
 
     def embed(self, texts: list[str], *, normalize: bool, truncate: bool = True) -> tuple[list[list[float]], int]: ...
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..errors import BadRequest
-from .base import Generated, LoadSpec, Sampling, StopMatcher
+from .base import Generated, LoadSpec, Sampling, StopMatcher, TokenLogprob
 
 
 @dataclass
@@ -51,7 +51,8 @@ class FakeModel:
         return "".join(chr(t) for t in tokens)
 
     def generate(self, prompt: list[int], sampling: Sampling, *, grammar: str | None = None,
-                 cancel: threading.Event | None = None) -> Iterator[str | Generated]:
+                 cancel: threading.Event | None = None,
+                 logprobs: int | None = None) -> Iterator[str | TokenLogprob | Generated]:
         self.engine.prompts.append(self.detokenize(prompt))
         pieces = self.engine.replies.popleft() if self.engine.replies else ["ok"]
         stops = StopMatcher(sampling.stop)
@@ -65,6 +66,9 @@ class FakeModel:
                 reason = "length"
                 break
             tokens.extend(self.tokenize(piece))
+            if logprobs is not None:  # one "token" per piece, certain, its alternatives less so
+                top = [(piece, 0.0, list(piece.encode()))] + [(f"alt{i}", -1.0 - i, []) for i in range(logprobs - 1)]
+                yield TokenLogprob(piece, 0.0, list(piece.encode()), top[:logprobs])
             text, stopped = stops.feed(piece)
             if text:
                 yield text

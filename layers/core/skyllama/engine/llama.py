@@ -32,10 +32,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import llama_cpp
+import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
 
 from ..errors import BadRequest
-from .base import Generated, LoadSpec, Sampling, StopMatcher
+from .base import Generated, LoadSpec, Sampling, StopMatcher, TokenLogprob
 
 _KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
 # Packing a few short texts per decode is faster than one big ubatch (attention is quadratic in
@@ -117,9 +118,12 @@ class LlamaModel:
     # -- generation ------------------------------------------------------------------------------
 
     def generate(self, prompt: list[int], sampling: Sampling, *, grammar: str | None = None,
-                 cancel: threading.Event | None = None) -> Iterator[str | Generated]:
+                 cancel: threading.Event | None = None,
+                 logprobs: int | None = None) -> Iterator[str | TokenLogprob | Generated]:
         """Yield text pieces, then one :class:`Generated`. Stops on EOG, a stop string,
-        ``num_predict``, a full context or ``cancel`` (checked between tokens)."""
+        ``num_predict``, a full context or ``cancel`` (checked between tokens). With
+        ``logprobs`` (the number of alternatives, 0-20), a :class:`TokenLogprob` precedes each
+        token's text."""
         if not prompt:
             prompt = [self.llm.token_bos()]
         if len(prompt) >= self.n_ctx:  # keep the tail, as Ollama's runner truncates
@@ -157,6 +161,8 @@ class LlamaModel:
                     reason = "stop"
                     break
                 tokens.append(token)
+                if logprobs is not None:
+                    yield self._logprob(token, logprobs)
                 text, stopped = stops.feed(decoder.decode(self._piece(token)))
                 if text:
                     yield text
@@ -173,6 +179,22 @@ class LlamaModel:
                 yield tail
         end = time.perf_counter_ns()
         yield Generated(reason, tokens, len(prompt), first - start, len(tokens), max(end - first, 1))
+
+    def _logprob(self, token: int, top: int) -> TokenLogprob:
+        """Log-softmax of the logits that produced ``token`` (the last decoded row)."""
+        n_vocab = self.llm.n_vocab()
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1), shape=(n_vocab,))
+        shifted = logits.astype(np.float64) - float(logits.max())
+        logp = shifted - math.log(float(np.exp(shifted).sum()))
+
+        def entry(t: int) -> tuple[str, float, list[int]]:
+            piece = self._piece(t)
+            return piece.decode("utf-8", errors="replace"), float(logp[t]), list(piece)
+
+        best = np.argpartition(-logp, top)[:top] if 0 < top < n_vocab else np.array([], dtype=int)
+        alternatives = [entry(int(t)) for t in sorted(best.tolist(), key=lambda t: -logp[t])]
+        text, value, raw = entry(token)
+        return TokenLogprob(text, value, raw, alternatives)
 
     # -- embeddings ------------------------------------------------------------------------------
 

@@ -13,8 +13,10 @@ from ..settings import Settings
 from .auth import install_auth
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
+from .metrics import install_metrics
 from .origins import install_cors, install_host_check
-from .routes import blobs, create, inference, models, openai, registry, root
+from .request_ids import install_request_ids
+from .routes import anthropic, blobs, cancel, create, inference, models, openai, registry, root
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -24,6 +26,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.preload:
+            from .routes.inference import start_preload
+
+            start_preload(app)
         yield
         for hook in app.state.shutdown_hooks:
             await hook()
@@ -33,10 +39,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.services = services
     app.state.shutdown_hooks = []
     install_error_handlers(app)
-    for module in (root, models, blobs, create, inference, openai, registry):
+    for module in (root, models, blobs, create, inference, openai, anthropic, cancel, registry):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     install_auth(app, settings)  # keys, scopes and metering: before bodies are read, after CORS
+    install_metrics(app)  # outside metering, which reports each request to it
+    install_request_ids(app)  # X-Request-Id and the cancel registry, even for refused requests
     install_cors(app, settings)
     install_host_check(app, settings)  # outermost: refuse rebinding hosts before anything else
     return app

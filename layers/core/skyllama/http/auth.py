@@ -87,6 +87,8 @@ POLICY: tuple[Rule, ...] = (
     Rule(GET, "/v2*", REGISTRY_READ),
     Rule(ANY, "/v2*", "manage"),
     Rule(GET, "/api/usage", AUTHENTICATED),
+    Rule(frozenset({"DELETE"}), "/api/requests/*", AUTHENTICATED),  # owner-only: checked by the route
+    Rule(GET, "/metrics", "admin"),
     Rule(GET, "/docs", AUTHENTICATED),
     Rule(GET, "/docs/oauth2-redirect", AUTHENTICATED),
     Rule(GET, "/openapi.json", AUTHENTICATED),

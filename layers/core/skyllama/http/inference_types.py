@@ -36,8 +36,10 @@ class GenerateRequest(InferenceRequest):
     format: Any = Field(None, description='"json" or a JSON schema object.')
     images: list[str] | None = Field(None, description="Base64-encoded images.")
     think: bool | str | None = None
-    truncate: bool | None = None
-    shift: bool | None = None
+    truncate: bool | None = Field(None, description="Default true: drop the oldest history to fit num_ctx; false: 400.")
+    shift: bool | None = Field(None, description="Accepted; a full context always ends with done_reason length.")
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, description="0-20 alternatives per token (400 outside).")
 
 
 class ChatMessage(_Wire):
@@ -60,8 +62,10 @@ class ChatRequest(InferenceRequest):
     stream: bool | None = None
     format: Any = None
     think: bool | str | None = None
-    truncate: bool | None = None
-    shift: bool | None = None
+    truncate: bool | None = Field(None, description="Default true: drop the oldest history to fit num_ctx; false: 400.")
+    shift: bool | None = Field(None, description="Accepted; a full context always ends with done_reason length.")
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, description="0-20 alternatives per token (400 outside).")
 
 
 class EmbedRequest(InferenceRequest):

@@ -219,6 +219,9 @@ class MeteringMiddleware:
                                 route=(scope.get("state") or {}).get("route") or "-", method=scope["method"],
                                 status=capture.status or 499, duration_ns=duration, prompt_tokens=prompt,
                                 completion_tokens=completion, embedding_inputs=inputs)
+            metrics = (scope.get("state") or {}).get("metrics")
+            if metrics is not None:
+                metrics.observe_usage(usage)
             await run_in_threadpool(meter.record, usage)
         except Exception:  # noqa: BLE001 - the response is gone; never fail it for bookkeeping
             log.exception("could not record usage")

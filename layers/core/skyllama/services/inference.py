@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..durations import parse_duration
-from ..engine.base import EngineModel, Generated, Sampling
+from ..engine.base import EngineModel, Generated, Sampling, TokenLogprob
 from ..errors import BadRequest, InvalidOption
 from ..gguf_info import GGUFInfo
 from ..options import OPTIONS, parse_request_options
 from ..timefmt import now_rfc3339
+from . import cancel as cancellation
 from .catalog import Catalog, Model
+from .metrics import observe_generation
 from .scheduler import Lease, Scheduler
 
 Event = dict[str, Any]
@@ -105,8 +107,43 @@ def _chunk(name: str, **fields: Any) -> Event:
     return {"model": name, "created_at": now_rfc3339(), **fields}
 
 
+THINK_LEVELS = ("low", "medium", "high", "max")
+LENGTH_ERROR = "the input length exceeds the context length"
+
+
+def check_think(req: Any, prep: Prepared, name: str) -> tuple[bool | str | None, tuple[str, str] | None]:
+    """``think`` as Ollama reads it: 400 for an unknown level or a model without thinking; a
+    thinking model defaults to thinking. Returns the value for the template and, when thinking
+    is on, the tags that split the output."""
+    from ..templates.prompt import describe_template
+
+    think = req.think
+    if isinstance(think, str) and think not in THINK_LEVELS:
+        raise BadRequest(f'invalid think value: "{think}" (must be "high", "medium", "low", true, or false)')
+    capable = "thinking" in prep.capabilities
+    if think not in (None, False) and not capable:
+        raise BadRequest(f'"{name}" does not support thinking')
+    if think is None and capable:
+        think = True
+    if think in (None, False):
+        return think, None
+    tags = describe_template(prep.model.template)["thinking_tags"] if prep.model.template else None
+    return think, tuple(tags) if tags else ("<think>", "</think>")
+
+
+def check_logprobs(req: Any) -> dict[str, Any]:
+    """The engine's ``logprobs`` argument (only when asked, so engines without it still work)."""
+    top = getattr(req, "top_logprobs", None) or 0
+    if top < 0 or top > 20:
+        raise BadRequest("top_logprobs must be between 0 and 20")
+    return {"logprobs": top} if getattr(req, "logprobs", False) or top else {}
+
+
 def _metrics(gen: Generated, lease: Lease, started: int) -> Event:
-    return {"done_reason": gen.done_reason, "total_duration": time.perf_counter_ns() - started,
+    observe_generation(lease.runner.model.name.display(), load_ns=lease.load_duration,
+                       prompt_eval_ns=gen.prompt_eval_duration, eval_count=gen.eval_count, eval_ns=gen.eval_duration)
+    reason = "cancel" if cancellation.was_cancelled() else gen.done_reason
+    return {"done_reason": reason, "total_duration": time.perf_counter_ns() - started,
             "load_duration": lease.load_duration, "prompt_eval_count": gen.prompt_eval_count,
             "prompt_eval_duration": gen.prompt_eval_duration, "eval_count": gen.eval_count,
             "eval_duration": gen.eval_duration}
@@ -120,6 +157,8 @@ async def in_worker(work: Callable[[threading.Event], Iterator[Any]]) -> AsyncIt
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     cancel = threading.Event()
+    closing = threading.Event()
+    cancellation.watch(cancel)  # DELETE /api/requests/{id} stops the engine; the stream still ends
     finished: asyncio.Future[None] = loop.create_future()
 
     def put(kind: str, value: Any) -> None:
@@ -129,7 +168,7 @@ async def in_worker(work: Callable[[threading.Event], Iterator[Any]]) -> AsyncIt
         try:
             for item in work(cancel):
                 put("item", item)
-                if cancel.is_set():
+                if closing.is_set():
                     break
         except BaseException as e:  # noqa: BLE001 - handed to the consumer
             put("error", e)
@@ -151,6 +190,7 @@ async def in_worker(work: Callable[[threading.Event], Iterator[Any]]) -> AsyncIt
                 raise value
             yield value
     finally:
+        closing.set()
         cancel.set()
         cancelled = False
         while not finished.done():  # the context is ours until the thread lets go of it
@@ -177,33 +217,68 @@ async def generate(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncIte
     check_images(req.images, prep, name)
     if req.suffix and not req.raw:
         require(prep, name, "insert")
-    if req.think and "thinking" not in prep.capabilities:
-        raise BadRequest(f'"{name}" does not support thinking')
+    think, tags = check_think(req, prep, name)
+    logprobs = check_logprobs(req)
     if not req.prompt and not req.suffix:
         async for event in _load_or_unload(scheduler, prep, name, {"response": ""}):
             yield event
         return
     async with scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
         def work(cancel: threading.Event) -> Iterator[Any]:
-            prompt = _render_generate(prep, req, lease.context)
+            prompt = _render_generate(prep, req, lease.context, think)
             tokens = lease.context.tokenize(prompt)
-            yield from lease.context.generate(tokens, prep.sampling, grammar=prep.grammar, cancel=cancel)
+            if req.truncate is False and len(tokens) >= lease.context.n_ctx:
+                raise BadRequest(LENGTH_ERROR)
+            yield from lease.context.generate(tokens, prep.sampling, grammar=prep.grammar, cancel=cancel,
+                                              **logprobs)
             yield tokens
 
         final: Generated | None = None
+        split = _Split(tags)
         async for item in in_worker(work):
-            if isinstance(item, str):
-                yield _chunk(name, response=item, done=False)
+            if isinstance(item, str | TokenLogprob):
+                thinking, text, lps = split.feed(item)
+                if text or thinking or lps:
+                    yield _chunk(name, response=text, **_extra(thinking, lps), done=False)
             elif isinstance(item, Generated):
                 final = item
             elif final is not None:
-                done = _chunk(name, response="", done=True, **_metrics(final, lease, started))
+                thinking, text, lps = split.finish()
+                done = _chunk(name, response=text, **_extra(thinking, lps), done=True,
+                              **_metrics(final, lease, started))
                 if not req.raw:
                     done["context"] = list(item) + final.tokens
                 yield done
 
 
-def _render_generate(prep: Prepared, req: Any, context: EngineModel) -> str:
+class _Split:
+    """Output pieces into (thinking, content, logprobs), thinking split by the template's tags."""
+
+    def __init__(self, tags: tuple[str, str] | None) -> None:
+        from ..templates.thinking import ThinkingParser
+
+        self.parser = ThinkingParser(*tags) if tags else None
+        self.logprobs: list[Event] = []
+
+    def feed(self, item: str | TokenLogprob) -> tuple[str, str, list[Event]]:
+        if isinstance(item, TokenLogprob):
+            self.logprobs.append(item.to_api())
+            return "", "", []
+        thinking, text = self.parser.feed(item) if self.parser else ("", item)
+        lps, self.logprobs = self.logprobs, []
+        return thinking, text, lps
+
+    def finish(self) -> tuple[str, str, list[Event]]:
+        thinking, text = self.parser.finish() if self.parser else ("", "")
+        lps, self.logprobs = self.logprobs, []
+        return thinking, text, lps
+
+
+def _extra(thinking: str, logprobs: list[Event]) -> Event:
+    return {**({"thinking": thinking} if thinking else {}), **({"logprobs": logprobs} if logprobs else {})}
+
+
+def _render_generate(prep: Prepared, req: Any, context: EngineModel, think: bool | str | None = None) -> str:
     from ..templates.prompt import render_generate
 
     prefix = context.detokenize(req.context) if req.context else ""
@@ -213,7 +288,7 @@ def _render_generate(prep: Prepared, req: Any, context: EngineModel) -> str:
     template = req.template or prep.model.template
     if template:
         rendered = render_generate(template, prompt=req.prompt, system=system, suffix=req.suffix,
-                                   history=prep.model.messages, think=req.think)
+                                   history=prep.model.messages, think=think)
         return prefix + rendered.prompt
     messages = ([{"role": "system", "content": system}] if system else []) + list(prep.model.messages)
     messages.append({"role": "user", "content": req.prompt})
@@ -267,8 +342,8 @@ async def chat(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncIterato
     template = prep.model.template
     if req.tools and template:
         require(prep, name, "tools")
-    if req.think and "thinking" not in prep.capabilities:
-        raise BadRequest(f'"{name}" does not support thinking')
+    think, tags = check_think(req, prep, name)
+    logprobs = check_logprobs(req)
     if not messages:
         async for event in _load_or_unload(scheduler, prep, name, {"message": {"role": "assistant", "content": ""}}):
             yield event
@@ -283,25 +358,35 @@ async def chat(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncIterato
             if template:
                 from ..templates.prompt import render_chat
 
-                prompt = render_chat(template, msgs, req.tools, think=req.think, num_ctx=context.n_ctx,
+                fit = req.truncate is not False  # truncate (default): drop the oldest messages
+                prompt = render_chat(template, msgs, req.tools, think=think, num_ctx=context.n_ctx if fit else None,
                                      count_tokens=lambda text: len(context.tokenize(text))).prompt
             else:
                 prompt = _render_jinja(prep, msgs, req.tools, context)
-            yield from context.generate(context.tokenize(prompt), prep.sampling, grammar=prep.grammar,
-                                        cancel=cancel)
+            tokens = context.tokenize(prompt)
+            if req.truncate is False and len(tokens) >= context.n_ctx:
+                raise BadRequest(LENGTH_ERROR)
+            yield from context.generate(tokens, prep.sampling, grammar=prep.grammar, cancel=cancel, **logprobs)
 
+        split = _Split(tags)
         async for item in in_worker(work):
-            if isinstance(item, str):
-                content, calls = parser.feed(item) if parser else (item, [])
-                if content:
-                    yield _chunk(name, message={"role": "assistant", "content": content}, done=False)
+            if isinstance(item, str | TokenLogprob):
+                thinking, text, lps = split.feed(item)
+                content, calls = parser.feed(text) if parser and text else (text, [])
+                if content or thinking or lps:
+                    message = {"role": "assistant", "content": content, **({"thinking": thinking} if thinking else {})}
+                    yield _chunk(name, message=message, **_extra("", lps), done=False)
                 if calls:
                     yield _chunk(name, message={"role": "assistant", "content": "",
                                                 "tool_calls": [c.to_api() for c in calls]}, done=False)
             elif isinstance(item, Generated):
-                rest = parser.finish() if parser else ""
-                yield _chunk(name, message={"role": "assistant", "content": rest}, done=True,
-                             **_metrics(item, lease, started))
+                thinking, text, lps = split.finish()
+                content, calls = parser.feed(text) if parser and text else (text, [])
+                rest = content + (parser.finish() if parser else "")
+                message = {"role": "assistant", "content": rest, **({"thinking": thinking} if thinking else {})}
+                if calls:
+                    message["tool_calls"] = [c.to_api() for c in calls]
+                yield _chunk(name, message=message, **_extra("", lps), done=True, **_metrics(item, lease, started))
 
 
 # -- embeddings -------------------------------------------------------------------------------------
@@ -345,6 +430,12 @@ def merge_generate(events: list[Event]) -> Event:
     """One object for ``stream:false``: the text concatenated, the final chunk's metrics."""
     merged = dict(events[-1]) if events else {}
     merged["response"] = "".join(e.get("response", "") for e in events)
+    thinking = "".join(e.get("thinking", "") for e in events)
+    if thinking:
+        merged["thinking"] = thinking
+    logprobs = [lp for e in events for lp in e.get("logprobs", [])]
+    if logprobs:
+        merged["logprobs"] = logprobs
     return merged
 
 
@@ -353,7 +444,13 @@ def merge_chat(events: list[Event]) -> Event:
     calls = [c for e in events for c in e.get("message", {}).get("tool_calls", [])]
     message: Event = {"role": "assistant",
                       "content": "".join(e.get("message", {}).get("content", "") for e in events)}
+    thinking = "".join(e.get("message", {}).get("thinking", "") for e in events)
+    if thinking:
+        message["thinking"] = thinking
     if calls:
         message["tool_calls"] = calls
     merged["message"] = message
+    logprobs = [lp for e in events for lp in e.get("logprobs", [])]
+    if logprobs:
+        merged["logprobs"] = logprobs
     return merged

@@ -123,7 +123,8 @@ class Scheduler:
             flash_attn=self.settings.flash_attention, kv_cache_type=self.settings.kv_cache_type,
             embedding=embedding,
         )
-        parallel = int(merged.get("num_parallel") or self.settings.effective_num_parallel)
+        parallel = int(merged.get("num_parallel") or self.settings.num_parallel_for(model.name.display())
+                       or self.settings.effective_num_parallel)
         return spec, max(1, parallel)
 
     # -- using runners ---------------------------------------------------------------------------
@@ -308,11 +309,14 @@ class Scheduler:
                 expires = datetime.fromtimestamp(runner.expires_at, tz=UTC)
             size = sum(c.memory_bytes() for c in runner.contexts)
             name = runner.model.name.display()
+            running = runner.parallel - runner.sem._value  # slots held
             rows.append({
                 "name": name, "model": name, "size": size, "digest": runner.model.digest.hex,
                 "details": runner.model.details(), "expires_at": rfc3339(expires),
                 "size_vram": size if gpu and runner.spec.n_gpu_layers != 0 else 0,
                 "context_length": runner.spec.n_ctx,
+                # skyllama's own (clients ignore them): queue visibility per model
+                "num_parallel": runner.parallel, "running": running, "queued": max(runner.refs - running, 0),
             })
         return rows
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -19,16 +20,44 @@ from ..inference_types import ChatRequest, EmbeddingsRequest, EmbedRequest, Gene
 from ..ndjson import Event, respond
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 
 def scheduler(request: Request, svc: Services = Depends(services)) -> Scheduler:
     """The process's scheduler, made on first use (tests put an ``engine_loader`` in extras)."""
+    return scheduler_of(request.app)
+
+
+def scheduler_of(app: FastAPI) -> Scheduler:
+    svc: Services = app.state.services
     sched = svc.extras.get("scheduler")
     if sched is None:
         sched = Scheduler(svc.settings, svc.catalog, clock=svc.clock, loader=svc.extras.get("engine_loader"))
         svc.extras["scheduler"] = sched
-        request.app.state.shutdown_hooks.append(sched.close)
+        app.state.shutdown_hooks.append(sched.close)
     return sched
+
+
+def start_preload(app: FastAPI) -> asyncio.Task[None]:
+    """Load ``SKYLLAMA_PRELOAD``'s models in the background (startup never waits for it)."""
+    task = asyncio.get_running_loop().create_task(_preload(app))
+    app.state.preload_task = task
+    return task
+
+
+async def _preload(app: FastAPI) -> None:
+    from ...settings import parse_model_map
+
+    svc: Services = app.state.services
+    sched = scheduler_of(app)
+    for name, keep_alive in parse_model_map(svc.settings.preload).items():
+        try:
+            prep = await asyncio.to_thread(inference.prepare, svc.catalog, name, None, keep_alive or None)
+            async with sched.acquire(prep.model, prep.options, prep.keep_alive):
+                pass
+            log.info("preloaded %s", name)
+        except Exception as e:  # noqa: BLE001 - one bad entry must not stop the others
+            log.warning("could not preload %s: %s", name, e)
 
 
 async def _until_disconnect(request: Request, events: AsyncGenerator[Event, None]) -> AsyncIterator[Event]:
