@@ -159,6 +159,15 @@ class Settings(BaseSettings):
                                 description="Seconds an idle keep-alive connection is kept open (skyllama serve).")
     num_thread: int = Field(0, ge=0, validation_alias=AliasChoices("SKYLLAMA_NUM_THREAD", "num_thread"),
                             description="llama.cpp threads (0 = physical cores).")
+    embed_batching: bool = Field(True, validation_alias=AliasChoices("SKYLLAMA_EMBED_BATCHING", "embed_batching"),
+                                 description="Coalesce concurrent /api/embed requests for one model into shared "
+                                             "engine calls.")
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000, validation_alias=AliasChoices("SKYLLAMA_BATCH_WAIT_MS",
+                                                                                    "batch_wait_ms"),
+                                 description="Milliseconds a new embed batch waits for more requests to join.")
+    batch_max_inputs: int = Field(2048, ge=1, validation_alias=AliasChoices("SKYLLAMA_BATCH_MAX_INPUTS",
+                                                                            "batch_max_inputs"),
+                                  description="Most inputs one coalesced embed batch may hold.")
     auth: Literal["auto", "on", "off"] = Field(
         "auto", validation_alias=AliasChoices("SKYLLAMA_AUTH", "auth"),
         description="API keys (Authorization: Bearer): auto = on unless listening on loopback with the "
@@ -212,6 +221,10 @@ class Settings(BaseSettings):
                                    validation_alias=AliasChoices("SKYLLAMA_PRESIGN_THRESHOLD", "presign_threshold"),
                                    description="backend=aws: blob uploads declaring more bytes than this get "
                                                "presigned S3 URLs (202) instead of going through the API.")
+    job_follow_seconds: float = Field(25.0, ge=0, validation_alias=AliasChoices("SKYLLAMA_JOB_FOLLOW_SECONDS",
+                                                                                  "job_follow_seconds"),
+                                      description="backend=aws: how long a create/pull request follows its "
+                                                  "worker job before answering 'send it again to follow'.")
     inference_function: str = Field("", validation_alias=AliasChoices("SKYLLAMA_INFERENCE_FUNCTION",
                                                                       "inference_function"),
                                     description="backend=aws: the inference function the warmer invokes.")

@@ -24,6 +24,7 @@ class FakeEngine:
     loads: list[LoadSpec] = field(default_factory=list)
     closed: list[LoadSpec] = field(default_factory=list)
     prompts: list[str] = field(default_factory=list)
+    embed_calls: list[list[str]] = field(default_factory=list)
     token_delay: float = 0.0
     load_delay: float = 0.0
 
@@ -80,6 +81,12 @@ class FakeModel:
         yield Generated(reason, tokens, len(prompt), 1000, len(tokens), 1000 * max(len(tokens), 1))
 
     def embed(self, texts: list[str], *, normalize: bool, truncate: bool = True) -> tuple[list[list[float]], int]:
+        vectors, counts = self.embed_counted(texts, normalize=normalize, truncate=truncate)
+        return vectors, sum(counts)
+
+    def embed_counted(self, texts: list[str], *, normalize: bool,
+                      truncate: bool = True) -> tuple[list[list[float]], list[int]]:
+        self.engine.embed_calls.append(list(texts))
         vectors = []
         for text in texts:
             if len(text) > self.n_ctx and not truncate:
@@ -87,7 +94,7 @@ class FakeModel:
             vec = [float(len(text)), 1.0]
             norm = sum(x * x for x in vec) ** 0.5
             vectors.append([x / norm for x in vec] if normalize else vec)
-        return vectors, sum(min(len(t), self.n_ctx) for t in texts)
+        return vectors, [min(len(t), self.n_ctx) for t in texts]
 
     def memory_bytes(self) -> int:
         return 1 << 20

@@ -199,7 +199,13 @@ class LlamaModel:
     # -- embeddings ------------------------------------------------------------------------------
 
     def embed(self, texts: list[str], *, normalize: bool, truncate: bool = True) -> tuple[list[list[float]], int]:
-        """One vector per text and the total token count. Every length is checked against the
+        """One vector per text and the total token count."""
+        vectors, counts = self.embed_counted(texts, normalize=normalize, truncate=truncate)
+        return vectors, sum(counts)
+
+    def embed_counted(self, texts: list[str], *, normalize: bool,
+                      truncate: bool = True) -> tuple[list[list[float]], list[int]]:
+        """One vector and one token count per text. Every length is checked against the
         context before llama.cpp sees it: an oversized batch aborts the whole process."""
         limit = min(self.n_ctx, self.n_batch)
         batches: list[list[int]] = []
@@ -210,14 +216,14 @@ class LlamaModel:
                     raise BadRequest("the input length exceeds the context length")
                 tokens = tokens[:limit]
             batches.append(tokens or [self.llm.token_bos()])
-        count = sum(len(t) for t in batches)
+        counts = [len(t) for t in batches]
         if self.spec.embedding:
             vectors = self._embed_packed(batches)
         else:
             vectors = self._embed_causal(batches)
         if normalize:
             vectors = [_l2(v) for v in vectors]
-        return vectors, count
+        return vectors, counts
 
     def _embed_packed(self, seqs: list[list[int]]) -> list[list[float]]:
         llm, ctx = self.llm, self.llm._ctx

@@ -398,15 +398,20 @@ async def embed(catalog: Catalog, scheduler: Scheduler, req: Any) -> Event:
     inputs = [req.input] if isinstance(req.input, str) and req.input else list(req.input or [])
     if isinstance(req.input, str) and not req.input:
         inputs = []
-    async with scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
-        if not inputs:
-            return {"model": req.model, "embeddings": []}
-        vectors, count = await asyncio.to_thread(lease.context.embed, inputs, normalize=True,
-                                                 truncate=req.truncate)
+    if inputs and scheduler.settings.embed_batching:
+        vectors, count, load = await scheduler.embed_batcher.embed(prep.model, prep.options, prep.keep_alive,
+                                                                   inputs, truncate=req.truncate)
+    else:
+        async with scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
+            if not inputs:
+                return {"model": req.model, "embeddings": []}
+            vectors, count = await asyncio.to_thread(lease.context.embed, inputs, normalize=True,
+                                                     truncate=req.truncate)
+        load = lease.load_duration
     if req.dimensions:
         vectors = [_l2(v[: req.dimensions]) for v in vectors]
     return {"model": req.model, "embeddings": vectors, "total_duration": time.perf_counter_ns() - started,
-            "load_duration": lease.load_duration, "prompt_eval_count": count}
+            "load_duration": load, "prompt_eval_count": count}
 
 
 async def embeddings(catalog: Catalog, scheduler: Scheduler, req: Any) -> Event:

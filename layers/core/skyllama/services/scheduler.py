@@ -97,6 +97,9 @@ class Scheduler:
         self._waiting = 0
         self._wake: asyncio.Event | None = None
         self._reaper: asyncio.Task[None] | None = None
+        from .batching import EmbedBatcher
+
+        self.embed_batcher = EmbedBatcher(self, wait_ms=settings.batch_wait_ms, max_inputs=settings.batch_max_inputs)
 
     # -- planning --------------------------------------------------------------------------------
 
@@ -322,6 +325,7 @@ class Scheduler:
 
     async def close(self) -> None:
         """Stop the expiry task and unload everything (server shutdown)."""
+        await self.embed_batcher.close()
         if self._reaper is not None:
             self._reaper.cancel()
             with suppress(asyncio.CancelledError):
