@@ -37,6 +37,7 @@ def build_services(
 ) -> Services:
     """Wire the stores named by ``settings.backend`` (or the ones passed in, for tests)."""
     clock = clock or Clock()
+    jobs = None
     if settings.backend == "local":
         from .adapters.local.blobs import LocalBlobStore
         from .adapters.local.manifests import LocalManifestStore
@@ -52,5 +53,9 @@ def build_services(
         blobs = blobs or built.blobs
         manifests = manifests or built.manifests
         state = state or built.state
-    return Services(settings=settings, blobs=blobs, manifests=manifests, state=state, clock=clock,
-                    catalog=Catalog(blobs, manifests))
+        jobs = built.jobs
+    services = Services(settings=settings, blobs=blobs, manifests=manifests, state=state, clock=clock,
+                        catalog=Catalog(blobs, manifests))
+    if settings.backend == "aws" and jobs is not None:
+        services.extras["jobs"] = jobs  # long creates run in the worker function
+    return services

@@ -22,6 +22,8 @@ new progress event, ending with ``success`` or an ``{"error": ...}`` raised as t
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -55,9 +57,10 @@ class JobFailed(SkyllamaError):
         self.status = status
 
 
-def new_job(state: StateStore, job_type: str, request: dict[str, Any], *, now: float) -> str:
+def new_job(state: StateStore, job_type: str, request: dict[str, Any], *, now: float,
+            job_id: str | None = None) -> str:
     """Record a queued job and return its id (owner taken from the bound request, if any)."""
-    job_id = uuid.uuid4().hex
+    job_id = job_id or uuid.uuid4().hex
     access = ownership.current()
     owner = None if access is None else {
         "owner": access.principal.owner, "key_id": access.principal.key_id,
@@ -76,6 +79,38 @@ def submit_create(services: Any, request: dict[str, Any], queue: JobQueue) -> st
     job_id = new_job(services.state, "create", request, now=services.clock.now())
     queue.send({"id": job_id, "type": "create"})
     return job_id
+
+
+def request_job_id(job_type: str, request: dict[str, Any]) -> str:
+    """The same request (by the same owner) always names the same job, so a client that lost its
+    stream (API Gateway's 29 s limit) sends the request again and follows the job it started."""
+    access = ownership.current()
+    owner = None if access is None else access.principal.owner
+    text = json.dumps({"type": job_type, "request": request, "owner": owner}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def submit_or_attach(services: Any, job_type: str, request: dict[str, Any], queue: JobQueue) -> str:
+    """Queue the request as a job, or return the id of the same request's job when one is live."""
+    job_id = request_job_id(job_type, request)
+    record = services.state.get(JOB_KIND, job_id)
+    if record is not None and record.get("status") != "error":
+        return job_id
+    new_job(services.state, job_type, request, now=services.clock.now(), job_id=job_id)
+    queue.send({"id": job_id, "type": job_type})
+    return job_id
+
+
+async def follow_job(state: StateStore, job_id: str, *, timeout: float) -> AsyncIterator[Event]:
+    """The job's progress for an API response: its events, ending with ``success``, or (after
+    ``timeout``) a line telling the client to send the same request again to keep following."""
+    yield {"status": f"job {job_id} queued", "job": job_id}
+    try:
+        async for event in wait_for_job(state, job_id, timeout=timeout):
+            yield event
+    except TimeoutError:
+        yield {"status": f"job {job_id} is still running: send the same request again to follow it",
+               "job": job_id}
 
 
 def get_job(state: StateStore, job_id: str) -> dict[str, Any]:
