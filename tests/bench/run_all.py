@@ -1,0 +1,410 @@
+"""Every performance workload against its baseline in one run: a table on stdout, JSON in bench-results/.
+
+Run: ``.venv/bin/python tests/bench/run_all.py [--repeats 5] [--only embed,generate,...]``.
+
+- embed: ``/api/embed`` over HTTP (16x32 sequential, 16x32 concurrent, 1x512) versus
+  sentence-transformers in-process (the ``bench`` extra; skipped when not installed) and
+  llama-cpp-python's ``Llama.embed`` in-process, all-minilm; min cosine versus the reference.
+- generate: decode tokens/s and time to first token, ``/api/generate`` (raw prompt, greedy) versus
+  llama-cpp-python's ``Llama.generate`` in-process, SmolLM2, same GGUF, context and threads.
+- concurrency: 1, 2, 4, 8 clients, each sending requests back to back, for chat and for embed:
+  aggregate throughput and p50/p99 latency, and the ratio of 8 clients' throughput to one's.
+- cold: process start to the first token (``skyllama serve`` on a folder with the model) versus
+  a bare ``python -c`` that loads the GGUF with llama-cpp-python and decodes one token.
+- storage: blob upload (``POST /api/blobs``), blob download (``GET /v2/.../blobs``) and a pull
+  from a second instance on 127.0.0.1, each versus a plain file copy of the same bytes.
+
+Every side is measured inside one run, interleaved, with the same persistent HTTP client (creating
+an ``httpx.Client`` costs ~30 ms of SSL setup, which is not the server's time). Figures are the
+median of ``--repeats`` runs with the spread as min..max.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from _common import demo_folder, gguf_path, serve_in_subprocess
+
+from skyllama.demo import SMOLLM2_NAME
+from skyllama.engine.llama import physical_cores
+
+ROOT = Path(__file__).resolve().parents[2]
+EMBED_MODEL = "all-minilm"
+PROMPT = "<|im_start|>user\nWrite a long story about a lighthouse keeper.<|im_end|>\n<|im_start|>assistant\n"
+GEN_OPTIONS = {"num_ctx": 2048, "num_batch": 512, "temperature": 0, "seed": 1}
+ROWS: list[dict[str, Any]] = []
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def row(workload: str, metric: str, ours: list[float], base: list[float] | None, baseline: str,
+        unit: str, target: str = "", higher_is_better: bool = True, **extra: Any) -> None:
+    """Record one line of the table: our figure, the baseline's and their ratio (or difference)."""
+    entry: dict[str, Any] = {"workload": workload, "metric": metric, "unit": unit, "ours": stats(ours),
+                             "baseline_name": baseline, "target": target, **extra}
+    if base:
+        entry["baseline"] = stats(base)
+        b, o = entry["baseline"]["median"], entry["ours"]["median"]
+        entry["ratio"] = o / b if higher_is_better else (o - b)
+    ROWS.append(entry)
+    print_row(entry)
+
+
+def print_row(e: dict[str, Any]) -> None:
+    o = e["ours"]
+    text = f"{e['workload']:<12} {e['metric']:<34} {o['median']:10.2f} [{o['min']:.2f}..{o['max']:.2f}] {e['unit']:<9}"
+    if "baseline" in e:
+        ratio = f"{e['ratio']:.3f}x" if e["unit"] != "ms" else f"{e['ratio']:+.1f} ms"
+        text += f" vs {e['baseline_name']} {e['baseline']['median']:.2f}: {ratio}"
+    if e.get("target"):
+        text += f"  (target {e['target']})"
+    print(text, flush=True)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+# -- embeddings -------------------------------------------------------------------------------------
+
+def short_texts(n: int = 512) -> list[str]:
+    subjects = ["llamas", "the sky", "servers", "green grass", "a red bicycle", "coffee", "quantum physics"]
+    verbs = ["Why is", "Tell me about", "I really like", "Nobody understands", "A short story about"]
+    return [f"{verbs[i % len(verbs)]} {subjects[(i * 7) % len(subjects)]}, case number {i}?" for i in range(n)]
+
+
+def http_embed(client: httpx.Client, texts: list[str]) -> list[list[float]]:
+    r = client.post("/api/embed", json={"model": EMBED_MODEL, "input": texts, "keep_alive": -1})
+    r.raise_for_status()
+    vectors: list[list[float]] = r.json()["embeddings"]
+    return vectors
+
+
+async def _gather_embed(url: str, chunks: list[list[str]]) -> list[list[float]]:
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+        async def one(chunk: list[str]) -> list[list[float]]:
+            r = await client.post("/api/embed", json={"model": EMBED_MODEL, "input": chunk, "keep_alive": -1})
+            r.raise_for_status()
+            vectors: list[list[float]] = r.json()["embeddings"]
+            return vectors
+        parts = await asyncio.gather(*(one(c) for c in chunks))
+    return [v for p in parts for v in p]
+
+
+def min_cosine(a: list[list[float]], b: list[list[float]]) -> float:
+    import numpy as np
+
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(((x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))).min())
+
+
+def bench_embed(url: str, folder: Path, repeats: int) -> None:
+    import llama_cpp
+
+    texts = short_texts()
+    chunks = [texts[i : i + 32] for i in range(0, len(texts), 32)]
+    llm = llama_cpp.Llama(gguf_path(folder, EMBED_MODEL), embedding=True, n_ctx=512, n_batch=512, n_ubatch=512,
+                          n_threads=physical_cores(), n_threads_batch=physical_cores(), verbose=False)
+    cases: dict[str, Callable[[], list[list[float]]]] = {}
+    try:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        from skyllama.convert.demo_assets import minilm_model_dir
+
+        st = SentenceTransformer(str(minilm_model_dir()), device="cpu")
+        cases["sentence-transformers"] = lambda: st.encode(texts, batch_size=32, normalize_embeddings=True).tolist()
+    except ImportError:
+        print("embed: sentence-transformers not installed (pip install -e '.[bench]'): that baseline is skipped")
+    cases["llama-cpp-python"] = lambda: llm.embed(texts, normalize=True)  # type: ignore[return-value]
+    with httpx.Client(base_url=url, timeout=600) as client:
+        cases["http 16x32 sequential"] = lambda: [v for c in chunks for v in http_embed(client, c)]
+        cases["http 16x32 concurrent"] = lambda: asyncio.run(_gather_embed(url, chunks))
+        cases["http 1x512"] = lambda: http_embed(client, texts)
+        http_embed(client, texts[:8])
+        rates: dict[str, list[float]] = {name: [] for name in cases}
+        answers: dict[str, list[list[float]]] = {}
+        for fn in cases.values():
+            fn()  # warm up
+        for _ in range(repeats):
+            for name, fn in cases.items():
+                seconds, answers[name] = timed(fn)
+                rates[name].append(len(texts) / seconds)
+    llm.close()
+    reference = "sentence-transformers" if "sentence-transformers" in cases else "llama-cpp-python"
+    for name in ("http 16x32 sequential", "http 16x32 concurrent", "http 1x512"):
+        cos = min_cosine(answers[name], answers[reference])
+        for base in ("sentence-transformers", "llama-cpp-python"):
+            if base in rates:
+                target = ">= 1.0x" if base == "sentence-transformers" else ""
+                row("embed", f"{name} texts/s", rates[name], rates[base], base, "texts/s", target,
+                    min_cosine_vs_reference=cos)
+        print(f"{'':12} min cosine vs {reference}: {cos:.6f} (target >= 0.9999)")
+
+
+# -- generation -------------------------------------------------------------------------------------
+
+def http_generate(client: httpx.Client, n: int) -> tuple[float, float]:
+    body = {"model": SMOLLM2_NAME, "prompt": PROMPT, "raw": True, "keep_alive": -1,
+            "options": {**GEN_OPTIONS, "num_predict": n}}
+    times: list[float] = []
+    start = time.perf_counter()
+    with client.stream("POST", "/api/generate", json=body) as r:
+        for line in r.iter_lines():
+            if json.loads(line).get("response"):
+                times.append(time.perf_counter())
+    return (len(times) - 1) / (times[-1] - times[0]), (times[0] - start) * 1e3
+
+
+def local_generate(llm: Any, n: int) -> tuple[float, float]:
+    import llama_cpp
+
+    vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
+    start = time.perf_counter()
+    tokens = llm.tokenize(PROMPT.encode(), add_bos=False, special=True)
+    llm.reset()
+    times: list[float] = []
+    for token in llm.generate(tokens, temp=0.0, top_k=40, top_p=0.9, min_p=0.0, repeat_penalty=1.1):
+        if llama_cpp.llama_vocab_is_eog(vocab, token):
+            break
+        llm.detokenize([token])
+        times.append(time.perf_counter())
+        if len(times) >= n:
+            break
+    return (len(times) - 1) / (times[-1] - times[0]), (times[0] - start) * 1e3
+
+
+def bench_generate(url: str, folder: Path, repeats: int, n: int) -> None:
+    import llama_cpp
+
+    llm = llama_cpp.Llama(gguf_path(folder, SMOLLM2_NAME), n_ctx=2048, n_batch=512, n_ubatch=512,
+                          n_threads=physical_cores(), n_threads_batch=physical_cores(), verbose=False)
+    with httpx.Client(base_url=url, timeout=600) as client:
+        http_generate(client, 8)
+        local_generate(llm, 8)
+        ours, base = [], []
+        for _ in range(repeats):
+            ours.append(http_generate(client, n))
+            base.append(local_generate(llm, n))
+    llm.close()
+    row("generate", f"decode tokens/s ({n} tokens)", [r[0] for r in ours], [r[0] for r in base],
+        "llama-cpp-python", "tokens/s", ">= 0.95x")
+    row("generate", "time to first token", [r[1] for r in ours], [r[1] for r in base], "llama-cpp-python",
+        "ms", "<= +15 ms", higher_is_better=False)
+
+
+# -- concurrency ------------------------------------------------------------------------------------
+
+async def _clients(url: str, n_clients: int, per_client: int, kind: str) -> tuple[float, list[float], int]:
+    """``n_clients`` clients sending ``per_client`` requests each; (wall s, latencies ms, units done)."""
+    latencies: list[float] = []
+    units = 0
+
+    async def client_loop(client: httpx.AsyncClient, i: int) -> None:
+        nonlocal units
+        for j in range(per_client):
+            start = time.perf_counter()
+            if kind == "chat":
+                r = await client.post("/api/chat", json={
+                    "model": SMOLLM2_NAME, "stream": False, "keep_alive": -1,
+                    "messages": [{"role": "user", "content": f"Tell me a fact about the number {i * 100 + j}."}],
+                    "options": {**GEN_OPTIONS, "num_predict": 16}})
+                units += r.json()["eval_count"]
+            else:
+                texts = short_texts(32)
+                r = await client.post("/api/embed", json={"model": EMBED_MODEL, "input": texts, "keep_alive": -1})
+                units += len(r.json()["embeddings"])
+            r.raise_for_status()
+            latencies.append((time.perf_counter() - start) * 1e3)
+
+    async with httpx.AsyncClient(base_url=url, timeout=600,
+                                 limits=httpx.Limits(max_connections=n_clients + 2)) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(client_loop(client, i) for i in range(n_clients)))
+        return time.perf_counter() - start, latencies, units
+
+
+def bench_concurrency(url: str, levels: list[int]) -> None:
+    for kind, unit in (("chat", "tokens/s"), ("embed", "texts/s")):
+        asyncio.run(_clients(url, 1, 1, kind))
+        one: list[float] = []
+        for n in levels:
+            wall, latencies, units = asyncio.run(_clients(url, n, max(2, 16 // n), kind))
+            throughput = units / wall
+            latencies.sort()
+            p50 = latencies[len(latencies) // 2]
+            p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
+            if n == levels[0]:
+                one = [throughput]
+            row("concurrency", f"{kind} {n} clients throughput", [throughput], one, f"{levels[0]} client",
+                unit, ">= 1.5x at 8" if n == 8 else "", p50_ms=p50, p99_ms=p99)
+            print(f"{'':12} {kind} {n} clients: p50 {p50:.0f} ms, p99 {p99:.0f} ms, {len(latencies)} requests")
+
+
+# -- cold start -------------------------------------------------------------------------------------
+
+BARE = """import sys, time, llama_cpp
+llm = llama_cpp.Llama(sys.argv[1], n_ctx=2048, n_batch=512, n_ubatch=512, verbose=False)
+tokens = llm.tokenize(sys.argv[2].encode(), add_bos=False, special=True)
+next(iter(llm.generate(tokens, temp=0.0)))
+print("first", flush=True)
+"""
+
+
+def cold_serve(folder: Path) -> float:
+    from serving import free_port
+
+    port = free_port()
+    env = {**os.environ, "OLLAMA_HOST": f"127.0.0.1:{port}", "OLLAMA_MODELS": str(folder)}
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "skyllama", "serve", "--log-level", "warning"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
+            while True:
+                try:
+                    client.get("/")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.01)
+            body = {"model": SMOLLM2_NAME, "prompt": PROMPT, "raw": True, "options": {**GEN_OPTIONS, "num_predict": 1}}
+            with client.stream("POST", "/api/generate", json=body) as r:
+                for line in r.iter_lines():
+                    if json.loads(line).get("response") is not None:
+                        break
+        return (time.perf_counter() - start) * 1e3
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def cold_bare(path: str) -> float:
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", BARE, path, PROMPT], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    elapsed = (time.perf_counter() - start) * 1e3
+    proc.wait(30)
+    return elapsed
+
+
+def bench_cold(folder: Path, repeats: int) -> None:
+    path = gguf_path(folder, SMOLLM2_NAME)
+    ours, base = [], []
+    for _ in range(repeats):
+        ours.append(cold_serve(folder))
+        base.append(cold_bare(path))
+    row("cold start", "process start to first token", ours, base, "bare llama-cpp-python", "ms",
+        higher_is_better=False)
+
+
+# -- storage ----------------------------------------------------------------------------------------
+
+def bench_storage(folder: Path, repeats: int) -> None:
+    from serving import run_server
+    from skyllama.composition import build_services
+    from skyllama.settings import Settings
+
+    services = build_services(Settings.from_env({}, models=folder, state_db=folder / ".skyllama" / "state.db"))
+    model = services.catalog.get(SMOLLM2_NAME)
+    layer = model.model_layer
+    assert layer is not None
+    digest = f"sha256:{layer.digest.hex}"
+    blob = Path(services.catalog.model_path(model))
+    services.close()
+    size_mb = blob.stat().st_size / 1e6
+    scratch = Path(tempfile.mkdtemp(prefix="skyllama-bench-storage-"))
+    copy_s, up_s, down_s, pull_s = [], [], [], []
+    empty = scratch / "b"
+    empty.mkdir()
+    with run_server(folder, registry_allow_loopback=True) as a, \
+            run_server(empty, registry_allow_loopback=True) as b, \
+            httpx.Client(timeout=600) as client:
+        name = f"{a.url.removeprefix('http://')}/library/smollm2:135m"
+        for _ in range(repeats):
+            copy_s.append(timed(lambda: shutil.copyfile(blob, scratch / "copy"))[0])
+            (scratch / "copy").unlink()
+            for partial in (empty / "blobs").glob(f"sha256-{layer.digest.hex}*"):
+                partial.unlink()
+
+            def upload() -> None:
+                with blob.open("rb") as f:
+                    client.post(f"{b.url}/api/blobs/{digest}", content=iter(lambda: f.read(1 << 20), b"")
+                                ).raise_for_status()
+            up_s.append(timed(upload)[0])
+
+            def download() -> None:
+                with client.stream("GET", f"{a.url}/v2/library/smollm2/blobs/{digest}") as r:
+                    r.raise_for_status()
+                    for _ in r.iter_bytes(1 << 20):
+                        pass
+            down_s.append(timed(download)[0])
+            client.request("DELETE", f"{b.url}/api/delete", json={"model": "pulled:latest"})
+            for stale in (empty / "blobs").glob(f"sha256-{layer.digest.hex}*"):
+                stale.unlink()
+
+            def pull() -> None:
+                r = client.post(f"{b.url}/api/pull", json={"model": name, "insecure": True, "stream": False})
+                r.raise_for_status()
+            pull_s.append(timed(pull)[0])
+            client.request("DELETE", f"{b.url}/api/delete", json={"model": name})
+    shutil.rmtree(scratch, ignore_errors=True)
+    copy = [size_mb / s for s in copy_s]
+    for label, values in (("blob upload", up_s), ("blob download", down_s), ("pull from 127.0.0.1", pull_s)):
+        row("storage", f"{label} ({size_mb:.0f} MB)", [size_mb / s for s in values], copy, "file copy", "MB/s",
+            ">= 0.8x")
+
+
+# -- main -------------------------------------------------------------------------------------------
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=64, help="decode tokens per generation run")
+    parser.add_argument("--only", default="embed,generate,concurrency,cold,storage")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    load = os.getloadavg()
+    print(f"skyllama benchmarks: {os.cpu_count()} CPUs, load average {load[0]:.2f}, repeats {args.repeats}; "
+          f"median [min..max]")
+    folder = demo_folder()
+    if only & {"embed", "generate", "concurrency"}:
+        with serve_in_subprocess(folder) as url:
+            if "embed" in only:
+                bench_embed(url, folder, args.repeats)
+            if "generate" in only:
+                bench_generate(url, folder, args.repeats, args.tokens)
+            if "concurrency" in only:
+                bench_concurrency(url, [1, 2, 4, 8])
+    if "cold" in only:
+        bench_cold(folder, max(3, args.repeats // 2))
+    if "storage" in only:
+        bench_storage(folder, args.repeats)
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps({"cpus": os.cpu_count(), "load_average": load, "repeats": args.repeats,
+                               "rows": ROWS}, indent=2))
+    print(f"wrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+
+
+if __name__ == "__main__":
+    main()
