@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from ...composition import Services
@@ -114,10 +114,11 @@ async def chat(req: ChatRequest, request: Request, svc: Services = Depends(servi
     return await _serve(request, inference.chat(svc.catalog, sched, req), req.stream, inference.merge_chat)
 
 
-@router.post("/api/embed")
+@router.post("/api/embed", response_model=None)
 async def embed(req: EmbedRequest, svc: Services = Depends(services),
-                sched: Scheduler = Depends(scheduler)) -> dict[str, Any]:
-    return await inference.embed(svc.catalog, sched, req)
+                sched: Scheduler = Depends(scheduler)) -> JSONResponse:
+    # JSONResponse skips FastAPI's jsonable_encoder, which took twice json.dumps's time on 512 vectors.
+    return JSONResponse(await inference.embed(svc.catalog, sched, req))
 
 
 @router.post("/api/embeddings")
