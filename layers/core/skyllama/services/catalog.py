@@ -196,9 +196,19 @@ class Catalog:
                 "size": model.manifest.total_size,
                 "digest": model.digest.hex,
                 "details": model.details(),
+                **self._capabilities_field(model),
             }))
         entries.sort(key=lambda item: item[0], reverse=True)
         return [entry for _, entry in entries]
+
+    def _capabilities_field(self, model: Model) -> dict[str, Any]:
+        """``capabilities`` for a ``/api/tags`` entry (Ollama v0.30); omitted, never fatal, when
+        the model's weights cannot be read."""
+        try:
+            return {"capabilities": self.capabilities(model)}
+        except (SkyllamaError, OSError) as e:
+            log.warning("no capabilities for %s: %s", model.name, e)
+            return {}
 
     def show(self, name_text: str, verbose: bool = False) -> dict[str, Any]:
         model = self.get(name_text)
