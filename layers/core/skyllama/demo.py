@@ -106,10 +106,9 @@ def install_demo_models(services: Services, *, force: bool = False) -> list[str]
         created.append(SMOLLM2_NAME)
     try:
         from .demo_embed import install_minilm
-    except ImportError:
-        install_minilm = None
-    if install_minilm is not None:
-        created += install_minilm(services, force=force)
+    except ImportError:  # the embedding demo's package is optional
+        return created
+    created += install_minilm(services, force=force)
     return created
 
 

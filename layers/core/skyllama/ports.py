@@ -8,6 +8,7 @@ SQS. One contract test suite runs against every adapter, so both behave the same
 from __future__ import annotations
 
 import abc
+import builtins
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -144,7 +145,7 @@ class ManifestStore(abc.ABC):
         """Every readable manifest; unreadable entries are skipped (and logged) so one bad
         item never hides the others."""
 
-    def problems(self) -> list[str]:
+    def problems(self) -> builtins.list[str]:
         """Keys of entries :meth:`list` had to skip (garbage collection refuses to run if any)."""
         return []
 

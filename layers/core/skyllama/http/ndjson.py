@@ -65,7 +65,7 @@ async def respond(
     except StopAsyncIteration:
         return StreamingResponse(iter(()), media_type=NDJSON)
 
-    async def body() -> AsyncIterator[bytes]:
+    async def lines() -> AsyncIterator[bytes]:
         yield line(first)
         try:
             async for event in source:
@@ -73,7 +73,7 @@ async def respond(
         except Exception as exc:  # noqa: BLE001 - the stream has begun: report in-band
             yield line({"error": error_message(exc)})
 
-    return StreamingResponse(body(), media_type=NDJSON)
+    return StreamingResponse(lines(), media_type=NDJSON)
 
 
 async def in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

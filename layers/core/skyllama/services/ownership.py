@@ -122,7 +122,7 @@ def filter_visible(entries: list[dict[str, Any]], field: str = "model") -> list[
     named = []
     for entry in entries:
         try:
-            named.append((ModelName.parse(entry.get(field)), entry))
+            named.append((ModelName.parse(str(entry.get(field, ""))), entry))
         except SkyllamaError:
             continue
     readable = visible(name for name, _entry in named)

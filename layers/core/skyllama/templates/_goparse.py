@@ -148,8 +148,11 @@ class _Parser:
                     raise self.error("expected end; found {{else}}")
         del self.vars[mark:]
         self.depth -= 1
-        kind = {"if": ast.If, "with": ast.With, "range": ast.Range}[context]
-        return kind(pipe, body, else_)
+        if context == "if":
+            return ast.If(pipe, body, else_)
+        if context == "with":
+            return ast.With(pipe, body, else_)
+        return ast.Range(pipe, body, else_)
 
     # -- pipelines -----------------------------------------------------------------------------
     def pipeline(self, context: str, end: Tok) -> ast.Pipe:

@@ -7,6 +7,7 @@ sees half a manifest.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import uuid
@@ -102,5 +103,5 @@ class LocalManifestStore(ManifestStore):
         self._problems = problems
         return sorted(found, key=lambda m: m.name.key)
 
-    def problems(self) -> list[str]:
+    def problems(self) -> builtins.list[str]:
         return list(self._problems)
