@@ -110,7 +110,7 @@ class LlamaModel:
 
     def _piece(self, token: int) -> bytes:
         n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece_buf, 256, 0, False)
-        return bytes(self._piece_buf[:n]) if n > 0 else b""
+        return self._piece_buf.raw[:n] if n > 0 else b""
 
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))

@@ -14,7 +14,7 @@ import base64
 import binascii
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +149,11 @@ def _metrics(gen: Generated, lease: Lease, started: int) -> Event:
             "eval_duration": gen.eval_duration}
 
 
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 async def in_worker(work: Callable[[threading.Event], Iterator[Any]]) -> AsyncIterator[Any]:
     """Run a blocking iterator in its own thread and yield its items on the event loop.
 
@@ -174,7 +179,7 @@ async def in_worker(work: Callable[[threading.Event], Iterator[Any]]) -> AsyncIt
             put("error", e)
         finally:
             put("end", None)
-            loop.call_soon_threadsafe(lambda: finished.done() or finished.set_result(None))
+            loop.call_soon_threadsafe(_settle, finished)
 
     threading.Thread(target=run, name="skyllama-generate", daemon=True).start()
     try:
@@ -204,7 +209,7 @@ async def in_worker(work: Callable[[threading.Event], Iterator[Any]]) -> AsyncIt
 
 # -- generate ---------------------------------------------------------------------------------------
 
-async def generate(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncIterator[Event]:
+async def generate(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncGenerator[Event, None]:
     """``/api/generate`` events: text chunks, then a final chunk with metrics and ``context``."""
     started = time.perf_counter_ns()
     name = req.model
@@ -323,7 +328,7 @@ async def _load_or_unload(scheduler: Scheduler, prep: Prepared, name: str, empty
 
 # -- chat -------------------------------------------------------------------------------------------
 
-async def chat(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncIterator[Event]:
+async def chat(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncGenerator[Event, None]:
     """``/api/chat`` events: content chunks, tool-call chunks, then a final chunk with metrics."""
     from ..templates.gotemplate import parse
     from ..templates.tools import ToolCallParser
