@@ -39,7 +39,6 @@ EXPECTED = {
     ("/api/delete", "DELETE"): "manage", ("/api/blobs/{digest:path}", "HEAD"): "manage",
     ("/api/blobs/{digest:path}", "POST"): "manage", ("/api/usage", "GET"): AUTHENTICATED,
 }
-pytestmark = pytest.mark.filterwarnings("ignore:Duplicate Operation ID:UserWarning")  # root.py, openapi only
 LACKING = {"inference": ["manage"], "manage": ["inference"], "admin": ["inference", "manage"]}
 
 

@@ -14,6 +14,7 @@ from .auth import install_auth
 from .errors import install_error_handlers
 from .limits import BodyLimitMiddleware
 from .metrics import install_metrics
+from .openapi import install_openapi
 from .origins import install_cors, install_host_check
 from .request_ids import install_request_ids
 from .routes import anthropic, blobs, cancel, create, inference, models, openai, registry, root
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_error_handlers(app)
     for module in (root, models, blobs, create, inference, openai, anthropic, cancel, registry):
         app.include_router(module.router)
+    install_openapi(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     install_auth(app, settings)  # keys, scopes and metering: before bodies are read, after CORS
     install_metrics(app)  # outside metering, which reports each request to it
