@@ -107,11 +107,17 @@ def v1_requests(server: RunningServer, secret: str) -> list[tuple[str, int, int,
             "model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5,
             "temperature": 0}).json()["usage"]
         expected.append(("/v1/chat/completions", u["prompt_tokens"], u["completion_tokens"], 0))
-        with httpx.stream("POST", f"{server.url}/v1/chat/completions", headers=headers, timeout=60, json={
-                "model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "stream": True,
-                "stream_options": {"include_usage": True}}) as r:
+        streamed = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "stream": True,
+                    "temperature": 0, "seed": 1}
+        with httpx.stream("POST", f"{server.url}/v1/chat/completions", headers=headers, timeout=60,
+                          json={**streamed, "stream_options": {"include_usage": True}}) as r:
             events = [line for line in r.iter_lines() if line.startswith("data: {")]
         u = next(json.loads(e[6:])["usage"] for e in reversed(events) if json.loads(e[6:]).get("usage"))
+        expected.append(("/v1/chat/completions", u["prompt_tokens"], u["completion_tokens"], 0))
+        # Without include_usage the client sees no usage, but the key is still metered (same counts: greedy).
+        with httpx.stream("POST", f"{server.url}/v1/chat/completions", headers=headers, timeout=60,
+                          json=streamed) as r:
+            assert not any('"usage"' in line for line in r.iter_lines())
         expected.append(("/v1/chat/completions", u["prompt_tokens"], u["completion_tokens"], 0))
     if "/v1/completions" in paths:
         u = httpx.post(f"{server.url}/v1/completions", headers=headers, timeout=60, json={

@@ -215,6 +215,9 @@ class MeteringMiddleware:
                       request_body: bytes, duration: int) -> None:
         try:
             prompt, completion, inputs = counts(capture.content_type, bytes(capture.body), capture.truncated)
+            reported = (scope.get("state") or {}).get("tokens")  # set by routes whose body may omit them
+            if reported is not None:
+                prompt, completion = reported
             usage = UsageRecord(owner=principal.owner, key_id=principal.key_id, model=request_model(request_body),
                                 route=(scope.get("state") or {}).get("route") or "-", method=scope["method"],
                                 status=capture.status or 499, duration_ns=duration, prompt_tokens=prompt,

@@ -73,20 +73,30 @@ class OpenAIRoute(APIRoute):
 router = APIRouter(route_class=OpenAIRoute)
 
 
-async def _sse(events: AsyncGenerator[Event, None], translate: Callable[[Event], list[Event]]) -> Response:
-    """Stream ``events`` as SSE chunks; an error before the first event gets a real status."""
+async def _sse(request: Request, events: AsyncGenerator[Event, None],
+               translate: Callable[[Event], list[Event]]) -> Response:
+    """Stream ``events`` as SSE chunks; an error before the first event gets a real status.
+
+    The final event's token counts go to ``request.state.tokens`` for metering, since the chunks
+    carry ``usage`` only when the client asked for it (``stream_options.include_usage``).
+    """
     try:
         first: Event | None = await events.__anext__()
     except StopAsyncIteration:
         first = None
 
+    def chunks(event: Event) -> list[Event]:
+        if event.get("done"):
+            request.state.tokens = (int(event.get("prompt_eval_count") or 0), int(event.get("eval_count") or 0))
+        return translate(event)
+
     async def body() -> AsyncIterator[bytes]:
         try:
             if first is not None:
-                for chunk in translate(first):
+                for chunk in chunks(first):
                     yield compat.sse(chunk)
             async for event in events:
-                for chunk in translate(event):
+                for chunk in chunks(event):
                     yield compat.sse(chunk)
         except Exception as exc:  # noqa: BLE001 - the stream has begun: report in-band
             yield compat.sse(compat.error_body(_status(exc), error_message(exc)))
@@ -110,7 +120,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, svc: S
         merged = inference.merge_chat(await _collect(request, events))
         return JSONResponse(compat.to_chat_completion(cid, merged))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return await _sse(events, compat.ChatStream(cid, include_usage).chunks)
+    return await _sse(request, events, compat.ChatStream(cid, include_usage).chunks)
 
 
 @router.post("/v1/completions")
@@ -123,7 +133,7 @@ async def completions(body: CompletionRequest, request: Request, svc: Services =
         merged = inference.merge_generate(await _collect(request, events))
         return JSONResponse(compat.to_completion(cid, merged))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return await _sse(events, lambda event: compat.completion_chunks(cid, event, include_usage))
+    return await _sse(request, events, lambda event: compat.completion_chunks(cid, event, include_usage))
 
 
 @router.post("/v1/embeddings")
