@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -40,6 +41,17 @@ EXPECTED = {
     ("/api/blobs/{digest:path}", "POST"): "manage", ("/api/usage", "GET"): AUTHENTICATED,
 }
 LACKING = {"inference": ["manage"], "manage": ["inference"], "admin": ["inference", "manage"]}
+
+
+def assert_denied_body(url: str, body: dict[str, Any], message: str) -> None:
+    """Each family of routes answers in the error shape its clients parse."""
+    if url.startswith("/v1/messages"):  # Anthropic
+        kind = {"unauthorized": "authentication_error", "forbidden": "permission_error"}[message]
+        assert body["type"] == "error" and body["error"] == {"type": kind, "message": message}
+    elif url.startswith("/v1/"):  # OpenAI
+        assert body["error"]["message"] == message and body["error"]["type"]
+    else:  # Ollama
+        assert body == {"error": message}
 
 
 def fill(template: str) -> str:
@@ -106,7 +118,7 @@ def test_every_route_denies_without_a_valid_key(app: FastAPI, client: TestClient
             assert r.status_code == 401, (method, template, headers)
             assert r.headers["www-authenticate"] == "Bearer"
             if method != "HEAD":
-                assert r.json() == {"error": "unauthorized"}
+                assert_denied_body(url, r.json(), "unauthorized")
 
 
 def test_every_route_needs_its_scope(app: FastAPI, client: TestClient) -> None:
@@ -123,7 +135,7 @@ def test_every_route_needs_its_scope(app: FastAPI, client: TestClient) -> None:
         r = client.request(method, url, json={} if method not in ("GET", "HEAD") else None, headers=lacking)
         assert r.status_code == 403, (method, template, needed)
         if method != "HEAD":
-            assert r.json() == {"error": "forbidden"}
+            assert_denied_body(url, r.json(), "forbidden")
         granted = keys[("admin",)] if needed == "admin" else keys[(needed,)]
         for headers in (granted, keys[("admin",)]):
             assert call(client, method, url, headers) not in (401, 403), (method, template, needed)

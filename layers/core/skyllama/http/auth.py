@@ -31,6 +31,7 @@ from ..composition import Services
 from ..services import ownership
 from ..services.auth import ApiKeys, Principal
 from ..settings import Settings
+from .errors import error_body
 
 PUBLIC = "public"
 """No key needed."""
@@ -158,8 +159,8 @@ def keys_of(services: Services) -> ApiKeys:
     return keys
 
 
-async def _deny(send: Send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
+async def _deny(send: Send, status: int, message: str, path: str) -> None:
+    body = json.dumps(error_body(message, status, path)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
@@ -205,10 +206,10 @@ class AuthMiddleware:
             secret = bearer_secret(scope)
             principal = await run_in_threadpool(keys_of(services).authenticate, secret) if secret else None
             if principal is None:
-                await _deny(send, 401, "unauthorized")
+                await _deny(send, 401, "unauthorized", scope.get("path", ""))
                 return
             if needed != AUTHENTICATED and not principal.has(needed):
-                await _deny(send, 403, "forbidden")
+                await _deny(send, 403, "forbidden", scope.get("path", ""))
                 return
         state["principal"] = principal
         token = ownership.bind(ownership.Access(principal, services.state, services.manifests)

@@ -7,6 +7,7 @@ logged with its stack and answered with a bare 500 that reveals nothing.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,9 +19,23 @@ from ..errors import SkyllamaError, TooManyRequests
 log = logging.getLogger(__name__)
 
 
-def error_response(error: SkyllamaError) -> JSONResponse:
+def error_body(message: str, status: int, path: str = "") -> dict[str, Any]:
+    """The error object in the shape the route's clients parse: Anthropic's under ``/v1/messages``,
+    OpenAI's elsewhere under ``/v1/``, Ollama's ``{"error": "..."}`` for everything else."""
+    if path.startswith("/v1/messages"):
+        from ..services.anthropic_compat import error_body as anthropic_error
+
+        return anthropic_error(status, message)
+    if path.startswith("/v1/"):
+        from ..services.openai_compat import error_body as openai_error
+
+        return openai_error(status, message)
+    return {"error": message}
+
+
+def error_response(error: SkyllamaError, path: str = "") -> JSONResponse:
     headers = {"Retry-After": str(error.retry_after)} if isinstance(error, TooManyRequests) else None
-    return JSONResponse({"error": error.message}, status_code=error.status, headers=headers)
+    return JSONResponse(error_body(error.message, error.status, path), status_code=error.status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:

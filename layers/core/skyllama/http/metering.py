@@ -165,7 +165,7 @@ class MeteringMiddleware:
             try:
                 await run_in_threadpool(meter.check_quota, principal)
             except TooManyRequests as exc:
-                await error_response(exc)(scope, receive, send)
+                await error_response(exc, scope.get("path", ""))(scope, receive, send)
                 return
         limit = services.settings.max_concurrent_per_key
         in_flight: dict[str, int] = services.extras.setdefault("in_flight_by_key", {})
@@ -173,7 +173,7 @@ class MeteringMiddleware:
         if key is not None:
             if in_flight.get(key, 0) >= limit:
                 busy = TooManyRequests(f"too many concurrent requests for this key (limit {limit})")
-                await error_response(busy)(scope, receive, send)
+                await error_response(busy, scope.get("path", ""))(scope, receive, send)
                 return
             in_flight[key] = in_flight.get(key, 0) + 1
         try:
