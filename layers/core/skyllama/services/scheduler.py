@@ -292,8 +292,10 @@ class Scheduler:
         while True:
             delay = await self.reap()
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 a cancelled wait_for could wait out its whole timeout
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=min(delay, 60.0) + 0.01)
+                async with asyncio.timeout(min(delay, 60.0) + 0.01):
+                    await self._wake.wait()
 
     def loaded(self) -> list[Runner]:
         return [r for r in self._runners.values() if r.ready.done() and not r.closed]
