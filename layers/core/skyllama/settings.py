@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     embed_batching: bool = Field(True, validation_alias=AliasChoices("SKYLLAMA_EMBED_BATCHING", "embed_batching"),
                                  description="Coalesce concurrent /api/embed requests for one model into shared "
                                              "engine calls.")
+    gen_batching: bool = Field(True, validation_alias=AliasChoices("SKYLLAMA_GEN_BATCHING", "gen_batching"),
+                               description="Decode concurrent generate/chat requests for one model (up to its "
+                                           "num_parallel) in shared llama.cpp batches.")
     batch_wait_ms: float = Field(2.0, ge=0, le=1000, validation_alias=AliasChoices("SKYLLAMA_BATCH_WAIT_MS",
                                                                                     "batch_wait_ms"),
                                  description="Milliseconds a new embed batch waits for more requests to join.")

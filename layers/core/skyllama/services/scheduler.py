@@ -11,9 +11,12 @@
 - At most ``OLLAMA_MAX_LOADED_MODELS`` runners: a new one evicts the least recently used *idle*
   runner; when every runner is busy the request waits for one to become idle.
 - ``OLLAMA_NUM_PARALLEL`` (or the model's ``num_parallel`` PARAMETER) requests run at once per
-  runner. llama.cpp contexts are not thread-safe, so each parallel slot gets **its own context**
-  (loaded on first need; weights are mmap-shared through the page cache). Serialising decode on
-  one context would make interleaved requests evict each other's KV cache on every token.
+  runner. With more than one slot, a generative model's runner is **batched** by default
+  (``SKYLLAMA_GEN_BATCHING``): one :class:`~skyllama.engine.multiseq.MultiSeqModel` shared by
+  every slot decodes all running generations in one llama.cpp batch per token. Otherwise
+  (batching off, embedding models, a custom loader) llama.cpp contexts are not thread-safe, so
+  each parallel slot gets **its own context** (loaded on first need; weights are mmap-shared
+  through the page cache).
 - At most ``OLLAMA_MAX_QUEUE`` requests wait (for a slot or for room); one more is a 503 at once.
 - Loading and unloading run in worker threads, never on the event loop.
 """
@@ -45,6 +48,7 @@ BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceede
 FOREVER_DELTA = timedelta(microseconds=(2**63 - 1) // 1000)
 
 Loader = Callable[[LoadSpec], EngineModel]
+BatchLoader = Callable[[LoadSpec, int], EngineModel]  # (spec, sequences): a model safe to share
 
 
 @dataclass(eq=False)
@@ -64,6 +68,7 @@ class Runner:
     expires_at: float = math.inf
     last_used: float = 0.0
     closed: bool = False
+    shared: bool = False  # one batched context for every slot (``contexts[0]``)
 
     @property
     def idle(self) -> bool:
@@ -83,7 +88,7 @@ class Scheduler:
     """Loads, shares, queues and expires runners (see the module docstring)."""
 
     def __init__(self, settings: Settings, catalog: Catalog, *, clock: Clock | None = None,
-                 loader: Loader | None = None) -> None:
+                 loader: Loader | None = None, batch_loader: BatchLoader | None = None) -> None:
         self.settings = settings
         self.catalog = catalog
         self.clock = clock or Clock()
@@ -91,7 +96,12 @@ class Scheduler:
             from ..engine.llama import load_llama
 
             loader = load_llama
+            if batch_loader is None:
+                from ..engine.multiseq import load_multiseq
+
+                batch_loader = load_multiseq
         self.loader = loader
+        self.batch_loader = batch_loader
         self._runners: dict[tuple[str, LoadSpec], Runner] = {}
         self._cond: asyncio.Condition | None = None
         self._waiting = 0
@@ -168,7 +178,10 @@ class Scheduler:
             raise
         try:
             await asyncio.shield(runner.ready)
-            context = runner.free.pop() if runner.free else await self._load_context(runner)
+            if runner.shared:
+                context = runner.contexts[0]
+            else:
+                context = runner.free.pop() if runner.free else await self._load_context(runner)
         except BaseException:
             runner.sem.release()
             await self._release_ref(runner, keep_alive)
@@ -177,7 +190,8 @@ class Scheduler:
         try:
             yield Lease(runner, context, time.perf_counter_ns() - started)
         finally:
-            runner.free.append(context)
+            if not runner.shared:
+                runner.free.append(context)
             runner.sem.release()
             await self._release_ref(runner, keep_alive)
 
@@ -208,15 +222,21 @@ class Scheduler:
                 if waiting:
                     self._waiting -= 1
             loop = asyncio.get_running_loop()
+            shared = (parallel > 1 and self.settings.gen_batching and not spec.embedding
+                      and self.batch_loader is not None)
             runner = Runner(key=key, spec=spec, model=model, parallel=parallel, sem=asyncio.Semaphore(parallel),
-                            ready=loop.create_future(), refs=1, last_used=self.clock.now())
+                            ready=loop.create_future(), refs=1, last_used=self.clock.now(), shared=shared)
             self._runners[key] = runner
         loop.create_task(self._load_first(runner))
         return runner
 
     async def _load_first(self, runner: Runner) -> None:
         try:
-            context = await asyncio.to_thread(self.loader, runner.spec)
+            if runner.shared:
+                assert self.batch_loader is not None
+                context = await asyncio.to_thread(self.batch_loader, runner.spec, runner.parallel)
+            else:
+                context = await asyncio.to_thread(self.loader, runner.spec)
         except BaseException as e:  # noqa: BLE001 - every waiter gets the load error
             log.warning("loading %s failed: %s", runner.model.name.display(), e)
             async with self._setup():
@@ -228,7 +248,8 @@ class Scheduler:
             runner.ready.exception()  # mark retrieved: waiters may all be gone
             return
         runner.contexts.append(context)
-        runner.free.append(context)
+        if not runner.shared:
+            runner.free.append(context)
         runner.ready.set_result(None)
 
     async def _load_context(self, runner: Runner) -> EngineModel:
