@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,20 +43,20 @@ def gguf_path(folder: Path, name: str) -> str:
     return path
 
 
-def _serve(folder: Path, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _serve(folder: Path, queue: multiprocessing.Queue, overrides: dict[str, Any]) -> None:  # type: ignore[type-arg]
     import threading
 
-    with run_server(folder) as server:
+    with run_server(folder, **overrides) as server:
         queue.put(server.url)
         threading.Event().wait()
 
 
 @contextmanager
-def serve_in_subprocess(folder: Path) -> Iterator[str]:
+def serve_in_subprocess(folder: Path, **overrides: Any) -> Iterator[str]:
     """A real server in its own process (its own GIL, as in production); yields its URL."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    process = ctx.Process(target=_serve, args=(folder, queue), daemon=True)
+    process = ctx.Process(target=_serve, args=(folder, queue, overrides), daemon=True)
     process.start()
     try:
         yield queue.get(timeout=120)

@@ -36,6 +36,7 @@ from .registry_client import RegistryClient, RegistryError, check_encoding, expe
 
 MAX_TRIES = 3
 RESTARTS = 3
+APPEND_CHUNK = 4 << 20
 CHECKPOINT_KIND = "pull_checkpoint"
 CHECKPOINT_TTL = 7 * 86400.0
 
@@ -259,20 +260,28 @@ class BlobDownload:
         if declared is not None and (not declared.isdigit() or int(declared) > end - offset):
             raise RegistryError("registry declared a bad Content-Length")
         got = 0
+        buffer = bytearray()  # appended in APPEND_CHUNK pieces from a worker thread, not per read
         try:
             async for chunk in response.aiter_raw():
-                take = chunk[: end - offset - got]
-                if take:
-                    self._parts.append(self.digest, n, take)
-                    got += len(take)
-                    self.completed += len(take)
-                if got >= end - offset:
+                take = chunk[: end - offset - got - len(buffer)]
+                buffer += take
+                if len(buffer) >= APPEND_CHUNK:
+                    got += await self._append(n, buffer)
+                    buffer = bytearray()
+                if got + len(buffer) >= end - offset:
                     break
         except httpx.HTTPError as e:
+            got += await self._append(n, buffer)
             if got:
                 return got
             raise RegistryError(f"blob download cut off: {type(e).__name__}") from e
-        return got
+        return got + await self._append(n, buffer)
+
+    async def _append(self, n: int, data: bytearray) -> int:
+        if data:
+            await anyio.to_thread.run_sync(self._parts.append, self.digest, n, data)
+            self.completed += len(data)
+        return len(data)
 
     def _verify(self) -> None:
         h = hashlib.sha256()

@@ -21,16 +21,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 
 from ...digests import Digest
-from ...errors import BadRequest, BlobNotFound, Cancelled, PayloadTooLarge
+from ...errors import BadRequest, BlobNotFound, PayloadTooLarge
 from ...services import ownership
 from ..deps import Svc
+from ..uploads import receive_body
 
 router = APIRouter()
-
-WRITE_BUFFER = 1 << 20
 
 
 @router.head("/api/blobs/{digest:path}")
@@ -100,19 +98,7 @@ async def upload_blob(digest: str, request: Request, svc: Svc) -> Response:
         return JSONResponse({"upload": upload}, status_code=202)
     writer = await run_in_threadpool(ownership.verifying_writer if exists else svc.blobs.writer, d)
     with writer:
-        buffer = bytearray()
-        try:
-            async for chunk in request.stream():
-                buffer += chunk
-                if writer.written + len(buffer) > limit:
-                    raise PayloadTooLarge(f"blob too large (limit {limit} bytes)")
-                if len(buffer) >= WRITE_BUFFER:
-                    await run_in_threadpool(writer.write, bytes(buffer))
-                    buffer.clear()
-        except ClientDisconnect:
-            raise Cancelled("request canceled") from None
-        if buffer:
-            await run_in_threadpool(writer.write, bytes(buffer))
+        await receive_body(request, writer.write, 0, limit)
         await run_in_threadpool(writer.commit)
     await run_in_threadpool(ownership.record_upload, d)
     return Response(status_code=201)

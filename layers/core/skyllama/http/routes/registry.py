@@ -21,23 +21,23 @@ from collections.abc import Iterator
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 
 from ...digests import Digest
-from ...errors import Cancelled, PayloadTooLarge, SkyllamaError
+from ...errors import SkyllamaError
 from ...manifest import MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES
 from ...names import ModelName
-from ...ports import CHUNK
 from ...services import pull, push
 from ...services import registry_server as reg
 from ..deps import Svc
 from ..ndjson import respond
 from ..types import NamedRequest
+from ..uploads import receive_body
 
 router = APIRouter()
 
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
-WRITE_BUFFER = 1 << 20
+# Blob GETs are read and sent in large chunks: one worker-thread hop and one transport write each.
+READ_CHUNK = 4 << 20
 
 
 class TransferRequest(NamedRequest):
@@ -172,7 +172,7 @@ async def _get_blob(request: Request, svc: Svc, digest: Digest, head: bool) -> R
     def chunks() -> Iterator[bytes]:
         left = length
         with stream:
-            while left > 0 and (chunk := stream.read(min(CHUNK, left))):
+            while left > 0 and (chunk := stream.read(min(READ_CHUNK, left))):
                 left -= len(chunk)
                 yield chunk
 
@@ -250,20 +250,7 @@ async def _finish(request: Request, svc: Svc, ns: str | None, model: str, sessio
 
 async def _receive(request: Request, svc: Svc, session: reg.UploadSession) -> None:
     """Stream the request body into the session (hashing as it passes), capped by max_blob_bytes."""
-    limit = svc.settings.max_blob_bytes
-    buffer = bytearray()
-    try:
-        async for chunk in request.stream():
-            buffer += chunk
-            if session.offset + len(buffer) > limit:
-                raise PayloadTooLarge(f"blob too large (limit {limit} bytes)")
-            if len(buffer) >= WRITE_BUFFER:
-                await run_in_threadpool(session.write, bytes(buffer))
-                buffer.clear()
-    except ClientDisconnect:
-        raise Cancelled("request canceled") from None
-    if buffer:
-        await run_in_threadpool(session.write, bytes(buffer))
+    await receive_body(request, session.write, session.offset, svc.settings.max_blob_bytes)
 
 
 async def _read_capped(request: Request, cap: int) -> bytes:
