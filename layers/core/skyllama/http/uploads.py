@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import cast
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -19,9 +20,7 @@ from ..errors import Cancelled, PayloadTooLarge
 WRITE_BUFFER = 4 << 20
 
 
-async def receive_body(
-    request: Request, write: Callable[[bytearray], None], written: int, limit: int
-) -> None:
+async def receive_body(request: Request, write: Callable[[bytes], None], written: int, limit: int) -> None:
     """Pass the body to ``write`` in large chunks; refuse it once ``written`` plus its size passes ``limit``."""
     buffer = bytearray()
     pending: asyncio.Future[None] | None = None
@@ -34,12 +33,13 @@ async def receive_body(
                 if pending is not None:
                     await pending  # the writes stay in order; one chunk in flight
                 written += len(buffer)
-                chunk, buffer = buffer, bytearray()  # handed over, not copied
-                pending = asyncio.ensure_future(run_in_threadpool(write, chunk))
+                # handed over, not copied: writers only hash and write it, as they would bytes
+                chunk, buffer = buffer, bytearray()
+                pending = asyncio.ensure_future(run_in_threadpool(write, cast(bytes, chunk)))
     except ClientDisconnect:
         raise Cancelled("request canceled") from None
     finally:
         if pending is not None:
             await pending
     if buffer:
-        await run_in_threadpool(write, buffer)
+        await run_in_threadpool(write, cast(bytes, buffer))

@@ -279,7 +279,7 @@ class BlobDownload:
 
     async def _append(self, n: int, data: bytearray) -> int:
         if data:
-            await anyio.to_thread.run_sync(self._parts.append, self.digest, n, data)
+            await anyio.to_thread.run_sync(self._parts.append, self.digest, n, bytes(data))
             self.completed += len(data)
         return len(data)
 
