@@ -3,6 +3,7 @@ models, fetched from (moto's) S3 into the function's temporary folder on first u
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,23 @@ def test_unknown_model_is_404(inference: Any) -> None:
 def test_warmer_event_returns_at_once(inference: Any) -> None:
     result = inference.handler({"source": "skyllama.warmer", "models": ["smollm2:135m"]}, LambdaContext())
     assert result == {"warm": True, "models": ["smollm2:135m"]}
+
+
+def test_generation_emits_emf_timing_metrics(inference: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """With the aws backend (EMF on by default), a generation prints one EMF document whose
+    TTFT and per-token figures are the response's own durations."""
+    capsys.readouterr()
+    gen = invoke_http(inference, "http-api-v2", "POST", "/api/generate", body={
+        "model": "smollm2:135m", "prompt": "Once upon", "stream": False, "options": OPTIONS})
+    assert gen.status == 200, gen.body
+    body = gen.json()
+    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"TimeToFirstToken"' in line]
+    assert len(docs) == 1, docs
+    doc = docs[0]
+    names = {m["Name"] for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {"TimeToFirstToken", "LoadDuration", "TimePerOutputToken"} <= names
+    assert doc["model"] == "smollm2:135m" and doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "skyllama"
+    ttft_ms = (body["load_duration"] + body["prompt_eval_duration"]) / 1e6
+    assert doc["TimeToFirstToken"] == [pytest.approx(ttft_ms, rel=1e-6)]  # EMF values are lists
+    per_token_ms = body["eval_duration"] / body["eval_count"] / 1e6
+    assert doc["TimePerOutputToken"] == [pytest.approx(per_token_ms, rel=1e-6)]
