@@ -62,8 +62,8 @@ FIELDS: dict[str, list[tuple[str, str, str]]] = {
         ("options", S, "every option mapped or documented as having no effect"),
         ("keep_alive", S, ""), ("think", S, "for models whose template supports thinking"),
         ("truncate", S, ""),
-        ("shift", P, "accepted; a full context stops with done_reason `length` (llama-cpp-python's "
-                     "high-level API cannot shift the KV cache)"),
+        ("shift", S, "default true: a full context drops half its history after `num_keep`; "
+                     "false: done_reason `length`"),
         ("logprobs", S, ""), ("top_logprobs", S, "0 to 20"),
     ],
     "/api/chat": [

@@ -59,8 +59,7 @@ LOAD_OPTIONS = frozenset({"num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mm
                           "num_thread", "low_vram", "f16_kv", "logits_all", "vocab_only", "numa"})
 
 # Accepted for compatibility and documented as having no effect in skyllama's engine.
-NO_EFFECT = frozenset({"low_vram", "f16_kv", "logits_all", "vocab_only", "numa", "penalize_newline",
-                       "num_keep"})
+NO_EFFECT = frozenset({"low_vram", "f16_kv", "logits_all", "vocab_only", "numa", "penalize_newline"})
 
 MAX_STOP = 16
 MAX_STOP_LEN = 256

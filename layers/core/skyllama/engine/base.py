@@ -45,6 +45,8 @@ class Sampling:
     mirostat_tau: float = 5.0
     mirostat_eta: float = 0.1
     stop: list[str] = field(default_factory=list)
+    num_keep: int = 4  # tokens a context shift keeps at the start (Ollama's num_keep)
+    shift: bool = True  # a full context discards half its history instead of ending ("length")
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> Sampling:
@@ -133,3 +135,29 @@ class StopMatcher:
     def flush(self) -> str:
         out, self.pending = self.pending, ""
         return out
+
+
+SHIFT_PREDICT_FACTOR = 10  # num_predict -1 with context shift: at most 10 x num_ctx tokens, as Ollama
+
+
+def generation_limit(sampling: Sampling, n_ctx: int, prompt_len: int) -> int:
+    """The most tokens a generation may produce: ``num_predict``, bounded by the room left in
+    the context unless context shift lets it go on (then -1 means 10 x ``n_ctx``)."""
+    if sampling.shift:
+        return sampling.num_predict if sampling.num_predict >= 0 else SHIFT_PREDICT_FACTOR * n_ctx
+    room = n_ctx - prompt_len
+    return min(room, sampling.num_predict) if sampling.num_predict >= 0 else room
+
+
+def shift_window(window: list[int], num_keep: int) -> list[int]:
+    """Ollama's context shift: keep the first ``num_keep`` tokens, drop half of the rest (the
+    oldest), keep the newest."""
+    keep = max(0, min(num_keep, len(window) - 1))
+    discard = (len(window) - keep) // 2
+    return window[:keep] + window[keep + discard:]
+
+
+def shift_counts(n_past: int, num_keep: int) -> tuple[int, int]:
+    """``(keep, discard)`` for a KV cache holding ``n_past`` tokens (as :func:`shift_window`)."""
+    keep = max(0, min(num_keep, n_past - 1))
+    return keep, (n_past - keep) // 2

@@ -12,8 +12,9 @@ Options and what they do here (``skyllama.options``):
 - sampling: ``seed`` (-1 = random), ``num_predict`` (-1 = until the context is full), ``top_k``,
   ``top_p``, ``min_p``, ``typical_p``, ``repeat_last_n``, ``temperature`` (0 = greedy),
   ``repeat_penalty``, ``presence_penalty``, ``frequency_penalty``, ``mirostat`` (1 or 2) with
-  ``mirostat_tau``/``mirostat_eta``, ``stop`` (never emitted, even across tokens).
-- no effect (``options.NO_EFFECT``): ``num_keep``, ``penalize_newline``, ``low_vram``, ``f16_kv``,
+  ``mirostat_tau``/``mirostat_eta``, ``stop`` (never emitted, even across tokens), ``num_keep``
+  (tokens a context shift keeps; with ``shift`` off a full context ends the generation).
+- no effect (``options.NO_EFFECT``): ``penalize_newline``, ``low_vram``, ``f16_kv``,
   ``logits_all``, ``vocab_only``, ``numa``; ``tfs_z`` is accepted but llama.cpp dropped the
   tail-free sampler, so it does nothing either.
 """
@@ -36,7 +37,7 @@ import numpy as np
 from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
 
 from ..errors import BadRequest
-from .base import Generated, LoadSpec, Sampling, StopMatcher, TokenLogprob
+from .base import Generated, LoadSpec, Sampling, StopMatcher, TokenLogprob, generation_limit, shift_window
 
 _KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
 # Packing a few short texts per decode is faster than one big ubatch (attention is quadratic in
@@ -95,7 +96,8 @@ class LlamaModel:
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
         self._add_bos = bool(self.llm._model.add_bos_token())
         self._piece_buf = ctypes.create_string_buffer(256)
-        self.n_ctx = self.llm.n_ctx()
+        # llama.cpp may pad the context beyond num_ctx, but Llama's token buffer holds num_ctx
+        self.n_ctx = min(self.llm.n_ctx(), len(self.llm.input_ids))
         self.n_batch = self.llm.n_batch
 
     # -- tokens ----------------------------------------------------------------------------------
@@ -128,9 +130,7 @@ class LlamaModel:
             prompt = [self.llm.token_bos()]
         if len(prompt) >= self.n_ctx:  # keep the tail, as Ollama's runner truncates
             prompt = prompt[-(self.n_ctx - 1):]
-        limit = self.n_ctx - len(prompt)
-        if sampling.num_predict >= 0:
-            limit = min(limit, sampling.num_predict)
+        limit = generation_limit(sampling, self.n_ctx, len(prompt))
         llm = self.llm
         llm.set_seed(sampling.seed if sampling.seed >= 0 else random.getrandbits(31))
         llm.last_n_tokens_size = sampling.repeat_last_n if sampling.repeat_last_n >= 0 else self.n_ctx
@@ -142,37 +142,47 @@ class LlamaModel:
         if limit <= 0:
             yield Generated(reason, tokens, len(prompt), 0, 0, 0)
             return
-        # llama-cpp-python 0.3.36's KV prefix reuse replays the last prompt token wrongly (greedy
-        # output changes on a repeated prompt), so every generation starts from a clean cache.
-        llm.reset()
-        gen = llm.generate(
-            prompt, top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
-            typical_p=sampling.typical_p, temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty,
-            frequency_penalty=sampling.frequency_penalty, presence_penalty=sampling.presence_penalty,
-            mirostat_mode=sampling.mirostat, mirostat_tau=sampling.mirostat_tau,
-            mirostat_eta=sampling.mirostat_eta,
-            grammar=LlamaGrammar.from_string(grammar, verbose=False) if grammar else None,
-        )
-        try:
-            for token in gen:
-                if not tokens:
-                    first = time.perf_counter_ns()
-                if self.is_eog(token):
-                    reason = "stop"
-                    break
-                tokens.append(token)
-                if logprobs is not None:
-                    yield self._logprob(token, logprobs)
-                text, stopped = stops.feed(decoder.decode(self._piece(token)))
-                if text:
-                    yield text
-                if stopped:
-                    reason = "stop"
-                    break
-                if len(tokens) >= limit or (cancel is not None and cancel.is_set()):
-                    break
-        finally:
-            gen.close()
+        window = list(prompt)  # what the context holds: the prompt, then each new token
+        done = False
+        while not done:
+            # llama-cpp-python 0.3.36's KV prefix reuse replays the last prompt token wrongly (greedy
+            # output changes on a repeated prompt), so every pass starts from a clean cache.
+            llm.reset()
+            gen = llm.generate(  # a copy: Llama.generate reuses the list it is given
+                list(window), top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
+                typical_p=sampling.typical_p, temp=sampling.temperature, repeat_penalty=sampling.repeat_penalty,
+                frequency_penalty=sampling.frequency_penalty, presence_penalty=sampling.presence_penalty,
+                mirostat_mode=sampling.mirostat, mirostat_tau=sampling.mirostat_tau,
+                mirostat_eta=sampling.mirostat_eta,
+                grammar=LlamaGrammar.from_string(grammar, verbose=False) if grammar else None,
+            )
+            done = True
+            try:
+                for token in gen:
+                    if not tokens:
+                        first = time.perf_counter_ns()
+                    if self.is_eog(token):
+                        reason = "stop"
+                        break
+                    tokens.append(token)
+                    window.append(token)
+                    if logprobs is not None:
+                        yield self._logprob(token, logprobs)
+                    text, stopped = stops.feed(decoder.decode(self._piece(token)))
+                    if text:
+                        yield text
+                    if stopped:
+                        reason = "stop"
+                        break
+                    if len(tokens) >= limit or (cancel is not None and cancel.is_set()):
+                        break
+                    if len(window) >= self.n_ctx:  # full: shift (re-evaluating what is kept) or end
+                        if sampling.shift:
+                            window = shift_window(window, sampling.num_keep)
+                            done = False
+                        break
+            finally:
+                gen.close()
         if reason != "stop":
             tail = stops.flush() + decoder.decode(b"", final=True)
             if tail:

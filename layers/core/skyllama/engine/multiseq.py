@@ -37,7 +37,7 @@ import numpy as np
 from llama_cpp import _internals
 from llama_cpp.llama_grammar import LlamaGrammar
 
-from .base import Generated, LoadSpec, Sampling, StopMatcher, TokenLogprob
+from .base import Generated, LoadSpec, Sampling, StopMatcher, TokenLogprob, generation_limit, shift_counts
 from .llama import LlamaModel
 
 _HOLDER_CTX = 64  # the tokenizer's own context: weights and vocabulary, no real KV cache
@@ -53,6 +53,8 @@ class _Seq:
     logprobs: int | None
     stops: StopMatcher
     cancel: threading.Event | None
+    shift: bool = False  # a full KV stream drops half its history (Ollama's context shift)
+    num_keep: int = 4
     out: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
     seq_id: int = -1
     n_past: int = 0  # tokens of this sequence in the KV cache
@@ -60,11 +62,12 @@ class _Seq:
     started: int = 0
     first: int = 0
     gone: bool = False  # the consumer stopped reading
+    prefilled: bool = False  # the prompt is in (a context shift lowers n_past below its length)
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
 
     @property
     def prefilling(self) -> bool:
-        return self.n_past < len(self.prompt)
+        return not self.prefilled and self.n_past < len(self.prompt)
 
 
 class MultiSeqModel:
@@ -130,13 +133,15 @@ class MultiSeqModel:
             prompt = [self.holder.llm.token_bos()]
         if len(prompt) >= self.n_ctx:  # keep the tail, as Ollama's runner truncates
             prompt = prompt[-(self.n_ctx - 1):]
-        limit = self.n_ctx - len(prompt)
-        if sampling.num_predict >= 0:
-            limit = min(limit, sampling.num_predict)
+        limit = generation_limit(sampling, self.n_ctx, len(prompt))
         if limit <= 0:
             yield Generated("length", [], len(prompt), 0, 0, 0)
             return
-        seq = _Seq(list(prompt), self._sampler(sampling, grammar), limit, logprobs, StopMatcher(sampling.stop), cancel)
+        shift = sampling.shift and bool(llama_cpp.llama_memory_can_shift(self._mem))
+        if sampling.shift and not shift:
+            limit = generation_limit(replace(sampling, shift=False), self.n_ctx, len(prompt))
+        seq = _Seq(list(prompt), self._sampler(sampling, grammar), limit, logprobs, StopMatcher(sampling.stop), cancel,
+                   shift=shift, num_keep=sampling.num_keep)
         with self._cond:
             if self._closed:
                 llama_cpp.llama_sampler_free(seq.sampler)
@@ -276,6 +281,20 @@ class MultiSeqModel:
             self._finish(seq, "stop")
         elif len(seq.tokens) >= seq.limit:
             self._finish(seq, "length")
+        elif seq.n_past >= self.n_ctx:  # the next token has no cell left
+            if seq.shift:
+                self._shift(seq)
+            else:
+                self._finish(seq, "length")
+
+    def _shift(self, seq: _Seq) -> None:
+        """Context shift in place: drop the oldest half after ``num_keep`` from this sequence's
+        KV cells and move the newer cells back (RoPE positions are adjusted by llama.cpp)."""
+        keep, discard = shift_counts(seq.n_past, seq.num_keep)
+        llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, keep, keep + discard)
+        llama_cpp.llama_memory_seq_add(self._mem, seq.seq_id, keep + discard, seq.n_past, -discard)
+        seq.n_past -= discard
+        seq.prefilled = True
 
     def _logprob(self, row: int, token: int, top: int) -> TokenLogprob:
         """Log-softmax of the logits row that produced ``token``."""

@@ -37,7 +37,7 @@ class GenerateRequest(InferenceRequest):
     images: list[str] | None = Field(None, description="Base64-encoded images.")
     think: bool | str | None = None
     truncate: bool | None = Field(None, description="Default true: drop the oldest history to fit num_ctx; false: 400.")
-    shift: bool | None = Field(None, description="Accepted; a full context always ends with done_reason length.")
+    shift: bool | None = Field(None, description="Default true: a full context drops half its history after num_keep and generation goes on; false: it ends with done_reason length.")
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, description="0-20 alternatives per token (400 outside).")
 
@@ -63,7 +63,7 @@ class ChatRequest(InferenceRequest):
     format: Any = None
     think: bool | str | None = None
     truncate: bool | None = Field(None, description="Default true: drop the oldest history to fit num_ctx; false: 400.")
-    shift: bool | None = Field(None, description="Accepted; a full context always ends with done_reason length.")
+    shift: bool | None = Field(None, description="Default true: a full context drops half its history after num_keep and generation goes on; false: it ends with done_reason length.")
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, description="0-20 alternatives per token (400 outside).")
 

@@ -217,6 +217,7 @@ async def generate(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncGen
     if req.raw and (req.template or req.system or req.context):
         raise BadRequest("raw mode does not support template, system, or context")
     prep = await asyncio.to_thread(prepare, catalog, name, req.options, req.keep_alive, req.format)
+    prep.sampling.shift = req.shift is not False  # Ollama's default: shift the context when full
     if "embedding" in prep.capabilities and "completion" not in prep.capabilities:
         raise BadRequest(f'"{name}" does not support generate')
     check_images(req.images, prep, name)
@@ -337,6 +338,7 @@ async def chat(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncGenerat
     name = req.model
     check_caps(scheduler.settings, req)
     prep = await asyncio.to_thread(prepare, catalog, name, req.options, req.keep_alive, req.format)
+    prep.sampling.shift = req.shift is not False  # Ollama's default: shift the context when full
     if "embedding" in prep.capabilities and "completion" not in prep.capabilities:
         raise BadRequest(f'"{name}" does not support chat')
     messages = req.messages or []
