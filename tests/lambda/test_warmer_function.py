@@ -44,3 +44,18 @@ def test_scheduled_event_warms_the_live_models(warmer: Any, monkeypatch: pytest.
 def test_nothing_live_invokes_nothing(warmer: Any) -> None:
     result = warmer.handler(load_event("eventbridge-schedule"), LambdaContext("skyllama-warmer"))
     assert result == {"models": [], "invoked": False}
+
+
+def test_preloaded_models_are_kept_warm(fake_aws: FakeAws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SKYLLAMA_PRELOAD feeds the warmer: pinned models are warmed with no instance record; an
+    entry with keep_alive 0 is not pinned."""
+    env = {**fake_aws.env, "SKYLLAMA_INFERENCE_FUNCTION": "skyllama-inference",
+           "SKYLLAMA_PRELOAD": "pinned:1b=-1,plain:1b,off:1b=0"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    warmer = load_function("warmer", env)
+    fake = FakeLambda()
+    monkeypatch.setattr(warmer.boto3, "client", lambda *_a, **_k: fake)
+    result = warmer.handler(load_event("eventbridge-schedule"), LambdaContext("skyllama-warmer"))
+    assert result == {"models": ["pinned:1b", "plain:1b"], "invoked": True}
+    assert json.loads(fake.calls[0]["Payload"])["models"] == ["pinned:1b", "plain:1b"]
