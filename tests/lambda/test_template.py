@@ -140,7 +140,8 @@ def test_queue_has_a_dead_letter_queue(template: dict[str, Any]) -> None:
 
 def test_functions_layer_schedule_and_image(template: dict[str, Any]) -> None:
     functions = resources(template, "AWS::Serverless::Function")
-    assert set(functions) == {"ApiFunction", "InferenceFunction", "WorkerFunction", "WarmerFunction"}
+    assert set(functions) == {"ApiFunction", "InferenceFunction", "StreamingFunction", "WorkerFunction",
+                              "WarmerFunction"}
     layer = one(template, "AWS::Serverless::LayerVersion")
     assert layer["Properties"]["ContentUri"] == "layers/core"
     assert layer["Metadata"]["BuildMethod"] == "python3.12"
@@ -174,3 +175,16 @@ def test_policies_are_scoped(template: dict[str, Any]) -> None:
                 assert statement["Resource"] != "*", f"{name}: {statement}"
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
                 assert not any(a.endswith(":*") or a == "*" for a in actions), f"{name}: {actions}"
+
+
+def test_streaming_function_runs_the_custom_runtime_behind_a_streaming_url(template: dict[str, Any]) -> None:
+    """Same image as the inference function, entry point stream.py, Function URL in RESPONSE_STREAM mode."""
+    functions = resources(template, "AWS::Serverless::Function")
+    streaming, inference = functions["StreamingFunction"], functions["InferenceFunction"]
+    assert streaming["Metadata"]["Dockerfile"] == inference["Metadata"]["Dockerfile"]
+    entry = streaming["Properties"]["ImageConfig"]["EntryPoint"]
+    assert entry[-1] == "/var/task/stream.py" and (ROOT / "functions" / "inference" / "stream.py").is_file()
+    assert "stream.py" in (ROOT / "functions" / "inference" / "Dockerfile").read_text()
+    url = streaming["Properties"]["FunctionUrlConfig"]
+    assert url["InvokeMode"] == "RESPONSE_STREAM"
+    assert template["Outputs"]["StreamingUrl"]["Value"] == {"Fn::GetAtt": ["StreamingFunctionUrl", "FunctionUrl"]}
