@@ -228,6 +228,11 @@ class Settings(BaseSettings):
                                                                                   "job_follow_seconds"),
                                       description="backend=aws: how long a create/pull request follows its "
                                                   "worker job before answering 'send it again to follow'.")
+    job_reserve_seconds: float = Field(60.0, ge=0, validation_alias=AliasChoices("SKYLLAMA_JOB_RESERVE_SECONDS",
+                                                                                   "job_reserve_seconds"),
+                                       description="backend=aws: a worker pull/push stops this many seconds "
+                                                   "before the Lambda deadline, saves its progress and queues "
+                                                   "its continuation.")
     inference_function: str = Field("", validation_alias=AliasChoices("SKYLLAMA_INFERENCE_FUNCTION",
                                                                       "inference_function"),
                                     description="backend=aws: the inference function the warmer invokes.")
