@@ -49,6 +49,12 @@ def valid(tensors: list[tuple[str, tuple[int, ...], int, int]], data_bytes: int,
     return pad(body) + b"\0" * data_bytes
 
 
+def vocab(*strings: bytes) -> bytes:
+    """A file whose one key is a string array (a tokenizer's tokens) of these strings."""
+    items = struct.pack(U32, T_STRING) + struct.pack(U64, len(strings)) + b"".join(strings)
+    return header(0, 1) + kv("tokenizer.ggml.tokens", T_ARRAY, items)
+
+
 GGUF_CASES: dict[str, Callable[[], bytes]] = {
     "empty": lambda: b"",
     "too-short": lambda: b"GGU",
@@ -64,6 +70,9 @@ GGUF_CASES: dict[str, Callable[[], bytes]] = {
     "unknown-value-type": lambda: header(0, 1) + kv("general.name", 99, b"\0" * 8),
     "array-count-huge": lambda: header(0, 1) + kv("tokenizer.ggml.tokens", T_ARRAY,
                                                   struct.pack(U32, T_STRING) + struct.pack(U64, 2**60)),
+    # A vocabulary (past MAX_ARRAY_KEEP strings, walked without keeping): one length lies, or the last runs off.
+    "vocab-string-length-lies": lambda: vocab(*[s("a")] * 50, s("b", length=2**62), *[s("c")] * 49),
+    "vocab-last-string-past-end": lambda: vocab(*[s("a")] * 99, s("b", length=5)),
     "array-of-arrays-deep": lambda: header(0, 1) + s("x") + (struct.pack(U32, T_ARRAY) + struct.pack(U32, T_ARRAY)
                                                               + struct.pack(U64, 1)) * 200,
     "array-unknown-type": lambda: header(0, 1) + kv("x", T_ARRAY, struct.pack(U32, 77) + struct.pack(U64, 1)),
