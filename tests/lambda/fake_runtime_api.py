@@ -33,6 +33,7 @@ class Outcome:
     chunks: list[tuple[float, bytes]] = field(default_factory=list)  # (monotonic arrival, data)
     trailers: dict[str, str] = field(default_factory=dict)
     done: threading.Event = field(default_factory=threading.Event)
+    refuse: int = 0
 
     @property
     def body(self) -> bytes:
@@ -68,10 +69,11 @@ class FakeRuntimeApi:
         self._server.shutdown()
         self._server.server_close()
 
-    def invoke(self, event: Any, *, timeout_s: float = 120) -> Outcome:
-        """Queue ``event`` for the runtime; the returned outcome fills in as the runtime answers."""
+    def invoke(self, event: Any, *, timeout_s: float = 120, refuse: int = 0) -> Outcome:
+        """Queue ``event`` for the runtime; the returned outcome fills in as the runtime answers.
+        ``refuse``: answer its response with that status, as Lambda does one too large (413)."""
         request_id = str(uuid.uuid4())
-        self.outcomes[request_id] = Outcome(request_id)
+        self.outcomes[request_id] = Outcome(request_id, refuse=refuse)
         self.pending.put((request_id, time.time() + timeout_s, event))
         return self.outcomes[request_id]
 
@@ -161,4 +163,6 @@ class FakeRuntimeApi:
             outcome.kind, outcome.headers, outcome.chunks = "error", headers, parts
         outcome.trailers = trailers
         outcome.done.set()
+        if outcome.refuse and action == "response":
+            return outcome.refuse, [], b'{"errorType":"RequestEntityTooLarge"}'
         return 202, [], b'{"status":"OK"}'

@@ -20,7 +20,7 @@ import pytest
 from fake_runtime_api import FakeRuntimeApi, Outcome
 from lambda_support import ROOT, FakeAws, http_event
 
-from skyllama.adapters.aws.lambda_stream import stream_invocation
+from skyllama.adapters.aws.lambda_stream import serve, stream_invocation
 from skyllama.adapters.aws.runtime_api import PRELUDE_DELIMITER, PRELUDE_TYPE, RuntimeApi
 
 pytestmark = pytest.mark.model
@@ -276,3 +276,22 @@ def test_an_app_exception_after_the_first_line_ends_the_stream_with_an_error_lin
     assert json.loads(base64.b64decode(outcome.trailers["lambda-runtime-function-error-body"]))[
         "errorMessage"
     ] == ("engine fell over")
+
+
+def test_a_refused_response_fails_that_invocation_only() -> None:
+    """The Runtime API refuses a result (413): the runtime goes on, keeping its loaded model."""
+
+    async def tiny_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    with FakeRuntimeApi() as fake:
+        refused = fake.invoke(http_event("function-url", "GET", "/"), refuse=413)
+        refused_buffered = fake.invoke({"source": "skyllama.warmer"}, refuse=413)
+        served = fake.invoke(http_event("function-url", "GET", "/"))
+        serve(tiny_app, lambda event, context: {"warm": True}, RuntimeApi(fake.address), invocations=3)
+        assert refused.wait(10).kind == refused_buffered.wait(10).kind == "response"
+        assert split(served.wait(10))[1] == b"ok"

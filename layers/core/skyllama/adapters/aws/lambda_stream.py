@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .runtime_api import Invocation, ResponseStream, RuntimeApi, diagnostic
+from .runtime_api import Invocation, ResponseStream, RuntimeApi, RuntimeApiError, diagnostic
 
 log = logging.getLogger(__name__)
 
@@ -141,25 +141,45 @@ async def stream_invocation(
         await exchange.stream.close()
 
 
-def serve(app: ASGIApp, handler: Handler, api: RuntimeApi | None = None) -> None:
-    """The runtime loop: each invocation streamed (Function URL) or handed to ``handler`` (buffered)."""
+def serve(
+    app: ASGIApp, handler: Handler, api: RuntimeApi | None = None, *, invocations: int | None = None
+) -> None:
+    """The runtime loop: each invocation streamed (Function URL) or handed to ``handler`` (buffered).
+
+    Runs forever, as Lambda expects (``invocations`` stops after that many, for tests). A response the
+    Runtime API refuses (too large, a stale request id) fails that invocation only: the loaded model
+    stays for the next one rather than the environment being reset.
+    """
     api = api or RuntimeApi()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)  # Mangum runs the buffered invocations on this same loop
-    while True:
-        invocation = api.next()
-        if invocation.trace_id:
-            os.environ["_X_AMZN_TRACE_ID"] = invocation.trace_id
-        if is_streamable(invocation.event):
-            loop.run_until_complete(stream_invocation(app, api, invocation))
-            continue
-        try:
-            result = handler(invocation.event, invocation.context())
-        except Exception as exc:  # noqa: BLE001 - the invocation fails, the runtime goes on
-            log.exception("invocation failed", exc_info=exc)
-            api.error(invocation.request_id, exc)
-        else:
-            api.respond(invocation.request_id, result)
+    done = 0
+    try:
+        while invocations is None or done < invocations:
+            invocation = api.next()
+            done += 1
+            if invocation.trace_id:
+                os.environ["_X_AMZN_TRACE_ID"] = invocation.trace_id
+            try:
+                if is_streamable(invocation.event):
+                    loop.run_until_complete(stream_invocation(app, api, invocation))
+                else:
+                    _buffered(handler, api, invocation)
+            except (RuntimeApiError, OSError) as exc:
+                log.error("the Runtime API refused invocation %s's result: %s", invocation.request_id, exc)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def _buffered(handler: Handler, api: RuntimeApi, invocation: Invocation) -> None:
+    try:
+        result = handler(invocation.event, invocation.context())
+    except Exception as exc:  # noqa: BLE001 - the invocation fails, the runtime goes on
+        log.exception("invocation failed", exc_info=exc)
+        api.error(invocation.request_id, exc)
+        return
+    api.respond(invocation.request_id, result)
 
 
 def run(load: Callable[[], tuple[ASGIApp, Handler]]) -> None:
