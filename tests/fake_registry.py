@@ -49,6 +49,7 @@ class FakeRegistry:
     etag: str | None = '"v1"'
     ranges: bool = True
     budget: int | None = None  # blob bytes to send before cutting and then failing with 503
+    stall_after: int | None = None  # blob bytes each response sends before it hangs (a slow upstream)
     chunk: int = 4096
     delay: float = 0.0
     blob_headers: dict[str, str] = field(default_factory=dict)
@@ -104,8 +105,15 @@ class FakeRegistry:
         return StreamingResponse(self._stream(data[start:end + 1]), status_code=status, headers=headers)
 
     async def _stream(self, body: bytes) -> AsyncIterator[bytes]:
+        sent = 0
         for i in range(0, len(body), self.chunk):
             piece = body[i:i + self.chunk]
+            if self.stall_after is not None:
+                if sent >= self.stall_after:
+                    await asyncio.sleep(60)  # until the client gives up and disconnects
+                    return
+                piece = piece[: self.stall_after - sent]
+            sent += len(piece)
             if self.budget is not None:
                 if self.budget <= 0:
                     raise ConnectionResetError("cut by the test")

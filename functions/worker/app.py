@@ -1,11 +1,13 @@
-"""SQS jobs (create: convert, quantize; later pull/push): idempotent on the job id, resumable.
+"""SQS jobs (create: convert, quantize; pull; push): idempotent on the job message, resumable.
 
-Each record is ``{"id", "type"}``; the job's request and progress live in DynamoDB (see
-``skyllama.services.jobs``). A failed record is reported back (ReportBatchItemFailures) so SQS
+Each record is ``{"id", "type", "step"}``; the job's request and progress live in DynamoDB (see
+``skyllama.services.jobs``). A pull or push stops ``job_reserve_seconds`` before the deadline and
+queues its continuation. A failed record is reported back (ReportBatchItemFailures) so SQS
 redelivers only it; after three receives it goes to the dead-letter queue.
 """
 
 import json
+import time
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -19,12 +21,14 @@ from skyllama.services.jobs import idempotent_runner
 
 logger, metrics, tracer = Logger(), Metrics(namespace="skyllama"), Tracer()
 services = build_services(lambda_settings())
-run, idempotency = idempotent_runner(services, table=services.settings.table, dynamodb=services.state.client)
+run, idempotency = idempotent_runner(services, table=services.settings.table, dynamodb=services.state.client,
+                                     queue=services.extras.get("jobs"))
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-def record_handler(record: SQSRecord) -> dict[str, Any]:
-    result = run(job=json.loads(record.body))
+def record_handler(record: SQSRecord, lambda_context: Any) -> dict[str, Any]:
+    left = lambda_context.get_remaining_time_in_millis() / 1000 - services.settings.job_reserve_seconds
+    result = run(job=json.loads(record.body), deadline=time.monotonic() + left)
     metrics.add_metric(name=f"Jobs_{result['status']}", unit=MetricUnit.Count, value=1)
     return result
 

@@ -1,5 +1,6 @@
 """T-23 idempotency keys, on ``services/jobs.py``'s ``idempotent_runner`` (Powertools Idempotency
-on the state table, DynamoDB under moto). The key is the job id: replaying a delivery returns the
+on the state table, DynamoDB under moto). The key is the job id and the message's step (a pull
+or push that ran out of time continues under a new step): replaying a delivery returns the
 first result without running again; the same id with a different payload still returns the first
 result (the request lives in the job record, not the message, so a payload cannot change a job);
 a delivery while the first still runs is refused as in progress; and once the first run's Lambda
@@ -63,6 +64,13 @@ def test_same_key_different_payload_cannot_change_the_job(runner: Any) -> None:
     other = run(job={"id": "job-2", "type": "push", "request": {"model": "evil"}})
     assert other == first and runs == ["job-2"]
     assert run(job={"id": "job-3", "type": "create"})["run"] == 2  # another key runs
+
+
+def test_a_continuation_under_a_new_step_runs_and_its_replay_does_not(runner: Any) -> None:
+    run, _config, runs, _gate = runner
+    run(job={"id": "job-5", "type": "pull", "step": "a"})
+    assert run(job={"id": "job-5", "type": "pull", "step": "b"})["run"] == 2
+    assert run(job={"id": "job-5", "type": "pull", "step": "b"})["run"] == 2 and runs == ["job-5", "job-5"]
 
 
 def test_concurrent_delivery_is_refused_while_in_progress(runner: Any) -> None:

@@ -57,5 +57,11 @@ def build_services(
     services = Services(settings=settings, blobs=blobs, manifests=manifests, state=state, clock=clock,
                         catalog=Catalog(blobs, manifests))
     if settings.backend == "aws" and jobs is not None:
-        services.extras["jobs"] = jobs  # long creates run in the worker function
+        services.extras["jobs"] = jobs  # long creates, pulls and pushes run in the worker function
+    if settings.backend == "aws":
+        from .adapters.aws.s3_blobs import S3BlobStore
+        from .adapters.aws.s3_parts import S3PartStore
+
+        if isinstance(blobs, S3BlobStore):  # pulls stream into S3 multipart, resumable across invocations
+            services.extras["part_store"] = S3PartStore(blobs, state)
     return services

@@ -42,7 +42,21 @@ CHECKPOINT_TTL = 7 * 86400.0
 
 
 class PartStore(abc.ABC):
-    """Where the parts of an unfinished download are kept."""
+    """Where the parts of an unfinished download are kept.
+
+    ``min_part`` is the smallest part the store can take (S3 multipart: 5 MiB but the last);
+    :meth:`scoped` gives a store whose parts belong to one owner (a worker job), so two jobs
+    fetching the same blob never write into one another's parts.
+    """
+
+    min_part = 1
+
+    def scoped(self, scope: str) -> PartStore:
+        return self
+
+    def begin(self, digest: Digest, parts: list[list[int]]) -> None:
+        """The plan ``[[start, end), ...]`` of ``digest`` is (re)loaded; sizes now reflect it."""
+        return None  # local part files need no preparation
 
     @abc.abstractmethod
     def size(self, digest: Digest, n: int) -> int:
@@ -63,6 +77,24 @@ class PartStore(abc.ABC):
     @abc.abstractmethod
     def clear(self, digest: Digest) -> None:
         """Remove every part of ``digest``."""
+
+    def verify(self, digest: Digest, count: int) -> bool:
+        """Whether the ``count`` parts, in order, hash to ``digest``."""
+        h = hashlib.sha256()
+        for n in range(count):
+            with self.read(digest, n) as f:
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+        return h.hexdigest() == digest.hex
+
+    def commit(self, digest: Digest, count: int, blobs: BlobStore) -> None:
+        """Publish the verified parts through the blob store's writer (which re-verifies)."""
+        with blobs.writer(digest) as writer:
+            for n in range(count):
+                with self.read(digest, n) as f:
+                    while chunk := f.read(CHUNK):
+                        writer.write(chunk)
+            writer.commit()
 
 
 class LocalPartStore(PartStore):
@@ -100,17 +132,20 @@ class LocalPartStore(PartStore):
 class PullCheckpoint:
     """The plan of an unfinished download (size, parts, ETag, verified), in the StateStore."""
 
-    def __init__(self, state: StateStore) -> None:
-        self.state = state
+    def __init__(self, state: StateStore, scope: str = "") -> None:
+        self.state, self.scope = state, scope
+
+    def _key(self, digest: Digest) -> str:
+        return f"{digest.hex}.{self.scope}" if self.scope else digest.hex
 
     def load(self, digest: Digest) -> dict[str, Any] | None:
-        return self.state.get(CHECKPOINT_KIND, digest.hex)
+        return self.state.get(CHECKPOINT_KIND, self._key(digest))
 
     def save(self, digest: Digest, plan: dict[str, Any]) -> None:
-        self.state.put(CHECKPOINT_KIND, digest.hex, plan, expires_at=_now() + CHECKPOINT_TTL)
+        self.state.put(CHECKPOINT_KIND, self._key(digest), plan, expires_at=_now() + CHECKPOINT_TTL)
 
     def clear(self, digest: Digest) -> None:
-        self.state.delete(CHECKPOINT_KIND, digest.hex)
+        self.state.delete(CHECKPOINT_KIND, self._key(digest))
 
 
 def _now() -> float:
@@ -189,13 +224,20 @@ class BlobDownload:
     def _load_plan(self, ranges: bool) -> dict[str, Any]:
         plan = self._checkpoint.load(self.digest)
         fresh = plan_parts(self.size, self._n_parts if ranges else 1, self._min_part if ranges else self.size)
-        if plan is not None and plan.get("size") == self.size and isinstance(plan.get("parts"), list) and \
-                all(self._parts.size(self.digest, n) <= end - start for n, (start, end) in enumerate(plan["parts"])):
+        reuse = False
+        if plan is not None and plan.get("size") == self.size and isinstance(plan.get("parts"), list):
+            self._parts.begin(self.digest, plan["parts"])
+            sizes = [self._parts.size(self.digest, n) for n in range(len(plan["parts"]))]
+            # a verified plan whose parts are gone (an expired upload) starts again
+            reuse = all(have <= end - start for have, (start, end) in zip(sizes, plan["parts"], strict=True)) \
+                and (not plan.get("verified") or sum(sizes) == self.size)
+        if plan is not None and reuse:
             self._plan = plan
         else:
             self._parts.clear(self.digest)
             self._plan = {"size": self.size, "parts": fresh, "etag": None, "verified": False}
             self._checkpoint.save(self.digest, self._plan)
+            self._parts.begin(self.digest, fresh)
         self.completed = sum(self._parts.size(self.digest, n) for n in range(len(self._plan["parts"])))
         return self._plan
 
@@ -284,25 +326,15 @@ class BlobDownload:
         return len(data)
 
     def _verify(self) -> None:
-        h = hashlib.sha256()
-        for n in range(len(self._plan["parts"])):
-            with self._parts.read(self.digest, n) as f:
-                while chunk := f.read(CHUNK):
-                    h.update(chunk)
-        if h.hexdigest() != self.digest.hex:
+        if not self._parts.verify(self.digest, len(self._plan["parts"])):
             self._reset()
             raise RegistryError(f"digest mismatch, file must be downloaded again: {self.digest}")
         self._plan["verified"] = True
         self._checkpoint.save(self.digest, self._plan)
 
     def commit(self, blobs: BlobStore) -> None:
-        """Publish the verified parts through the blob store's writer (which re-verifies)."""
-        with blobs.writer(self.digest) as writer:
-            for n in range(len(self._plan.get("parts") or [])):
-                with self._parts.read(self.digest, n) as f:
-                    while chunk := f.read(CHUNK):
-                        writer.write(chunk)
-            writer.commit()
+        """Publish the verified parts under the blob's name (the part store knows how)."""
+        self._parts.commit(self.digest, len(self._plan.get("parts") or []), blobs)
         self._parts.clear(self.digest)
         self._checkpoint.clear(self.digest)
 

@@ -2,18 +2,23 @@
 
 A job is a record of kind ``job`` keyed by its id::
 
-    {"id", "type": "create", "status": "queued"|"running"|"success"|"error",
+    {"id", "type": "create"|"pull"|"push", "status": "queued"|"running"|"success"|"error",
      "request": {...}, "owner": {...} | None, "events": [last events], "seen": n,
-     "attempts": n, "error": str | None, "created_at", "updated_at"}
+     "attempts": n, "error": str | None, "step": str | None, "created_at", "updated_at"}
 
-The queue message carries only ``{"id", "type"}``; the request lives in the record (SQS
-messages stay small, and a redelivered message reads the same request).
+The queue message carries only ``{"id", "type", "step"}``; the request lives in the record (SQS
+messages stay small, and a redelivered message reads the same request). ``step`` names the one
+message that may run the job now: each submission and each continuation gets a new one, so the
+worker's idempotency (keyed on id and step) lets a continuation run and a stale or duplicate
+message does nothing.
 
 :func:`run_job` is idempotent and resumable on the job id: a finished job is not run again; a
 job cut off midway (Lambda timeout, crash) is run again from the top, and every layer blob it
 already committed is skipped (the create path only writes blobs that do not exist), while the
 manifest is written last, so a partial run never leaves a dangling or duplicate model. Errors
-a client caused (4xx) end the job; anything else is re-raised so SQS redelivers the message.
+a client caused (4xx) and a registry's bad answers end the job; anything else is re-raised so
+SQS redelivers the message. Pull and push jobs stop before the invocation's deadline and queue
+their continuation (``transfer_jobs``).
 
 :func:`wait_for_job` is the API's side: an event stream that polls the record and yields each
 new progress event, ending with ``success`` or an ``{"error": ...}`` raised as the job's error.
@@ -33,6 +38,8 @@ from typing import Any
 from ..errors import BadRequest, NotFound, SkyllamaError
 from ..ports import JobQueue, StateStore
 from . import ownership
+from .registry_client import RegistryError
+from .transfer_jobs import OutOfTime, transfer_events
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +65,7 @@ class JobFailed(SkyllamaError):
 
 
 def new_job(state: StateStore, job_type: str, request: dict[str, Any], *, now: float,
-            job_id: str | None = None) -> str:
+            job_id: str | None = None, step: str | None = None) -> str:
     """Record a queued job and return its id (owner taken from the bound request, if any)."""
     job_id = job_id or uuid.uuid4().hex
     access = ownership.current()
@@ -66,7 +73,8 @@ def new_job(state: StateStore, job_type: str, request: dict[str, Any], *, now: f
         "owner": access.principal.owner, "key_id": access.principal.key_id,
         "scopes": sorted(access.principal.scopes)}
     record: dict[str, Any] = {"id": job_id, "type": job_type, "status": "queued", "request": request, "owner": owner,
-              "events": [], "seen": 0, "attempts": 0, "error": None, "created_at": now, "updated_at": now}
+              "events": [], "seen": 0, "attempts": 0, "error": None, "step": step, "created_at": now,
+              "updated_at": now}
     state.put(JOB_KIND, job_id, record, expires_at=now + JOB_TTL)
     return job_id
 
@@ -90,21 +98,27 @@ def request_job_id(job_type: str, request: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def submit_or_attach(services: Any, job_type: str, request: dict[str, Any], queue: JobQueue) -> str:
-    """Queue the request as a job, or return the id of the same request's job when one is live."""
+def submit_or_attach(services: Any, job_type: str, request: dict[str, Any], queue: JobQueue, *,
+                     rerun_success: bool = False) -> str:
+    """Queue the request as a job, or return the id of the same request's job when one is live
+    (or, unless ``rerun_success``, finished well: a pull runs again to look for a newer model)."""
     job_id = request_job_id(job_type, request)
     record = services.state.get(JOB_KIND, job_id)
-    if record is not None and record.get("status") != "error":
+    again = {"error", "success"} if rerun_success else {"error"}
+    if record is not None and record.get("status") not in again:
         return job_id
-    new_job(services.state, job_type, request, now=services.clock.now(), job_id=job_id)
-    queue.send({"id": job_id, "type": job_type})
+    step = uuid.uuid4().hex
+    new_job(services.state, job_type, request, now=services.clock.now(), job_id=job_id, step=step)
+    queue.send({"id": job_id, "type": job_type, "step": step})
     return job_id
 
 
-async def follow_job(state: StateStore, job_id: str, *, timeout: float) -> AsyncIterator[Event]:
+async def follow_job(state: StateStore, job_id: str, *, timeout: float, announce: bool = True) -> AsyncIterator[Event]:
     """The job's progress for an API response: its events, ending with ``success``, or (after
-    ``timeout``) a line telling the client to send the same request again to keep following."""
-    yield {"status": f"job {job_id} queued", "job": job_id}
+    ``timeout``) a line telling the client to send the same request again to keep following.
+    ``announce`` first sends a line naming the job (not for pull and push, whose lines are Ollama's)."""
+    if announce:
+        yield {"status": f"job {job_id} queued", "job": job_id}
     try:
         async for event in wait_for_job(state, job_id, timeout=timeout):
             yield event
@@ -128,6 +142,8 @@ class Progress:
         self._written = 0.0
 
     def add(self, event: Event) -> None:
+        if self.record["events"] and self.record["events"][-1] == event:
+            return  # a progress tick with nothing new (pull reports every 0.1 s) tells a follower nothing
         self.record["events"] = (self.record["events"] + [event])[-KEEP_EVENTS:]
         self.record["seen"] = int(self.record.get("seen", 0)) + 1
         if time.monotonic() - self._written >= WRITE_EVERY:
@@ -140,23 +156,30 @@ class Progress:
         self._written = time.monotonic()
 
 
-def run_job(services: Any, job_id: str, *, on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
-    """Run (or finish, or skip) the job ``job_id``; returns its final ``{"id", "status", ...}``."""
+def run_job(services: Any, job_id: str, *, step: str | None = None, deadline: float | None = None,
+            queue: JobQueue | None = None, on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
+    """Run (or finish, or skip) the job ``job_id`` for the message ``step``; returns its final
+    ``{"id", "status", ...}``. A pull or push still going at ``deadline`` (monotonic) is saved
+    and continued by a new message on ``queue`` (status ``continued``)."""
     record = get_job(services.state, job_id)
-    if record["status"] in TERMINAL:
-        log.info("job %s already %s", job_id, record["status"])
+    # a message without a step (sent before steps existed) still runs its job
+    if record["status"] in TERMINAL or (step is not None and record.get("step") != step):
+        log.info("job %s is %s (message step %s, job step %s): nothing to run", job_id, record["status"],
+                 step, record.get("step"))
         return _summary(record)
     progress = Progress(services.state, record, services.clock.now)
     progress.save(status="running", attempts=int(record.get("attempts", 0)) + 1, error=None)
     try:
         with _acting_as(services, record.get("owner")):
-            for event in _events(services, record):
+            for event in _events(services, record, deadline):
                 progress.add(event)
                 if on_event is not None:
                     on_event(event)
+    except OutOfTime:
+        return _continue(progress, queue)
     except SkyllamaError as e:
         status = getattr(e, "status", 500)
-        if status >= 500 and not isinstance(e, BadRequest):
+        if status >= 500 and not isinstance(e, BadRequest | RegistryError):
             progress.save(error=e.message)
             raise  # transient (a store error): SQS redelivers, the next attempt resumes
         progress.save(status="error", error=e.message, error_status=status)
@@ -168,7 +191,24 @@ def run_job(services: Any, job_id: str, *, on_event: Callable[[Event], None] | N
     return _summary(progress.record)
 
 
-def _events(services: Any, record: dict[str, Any]) -> Iterator[Event]:
+def _continue(progress: Progress, queue: JobQueue | None) -> dict[str, Any]:
+    """Save the job as queued under a new step and send that step's message."""
+    if queue is None:
+        raise SkyllamaError("job ran out of time and no queue is wired to continue it")
+    old, step = progress.record.get("step"), uuid.uuid4().hex
+    progress.save(status="queued", step=step)
+    try:
+        queue.send({"id": progress.record["id"], "type": progress.record["type"], "step": step})
+    except BaseException:
+        progress.save(status="running", step=old)  # the old message is redelivered instead
+        raise
+    return {**_summary(progress.record), "status": "continued"}
+
+
+def _events(services: Any, record: dict[str, Any], deadline: float | None) -> Iterator[Event]:
+    if record.get("type") in ("pull", "push"):
+        yield from transfer_events(services, record, deadline)
+        return
     if record.get("type") != "create":
         raise BadRequest(f"unknown job type {str(record.get('type'))[:40]!r}")
     from .create import plan_create, run_create
@@ -229,14 +269,16 @@ async def wait_for_job(state: StateStore, job_id: str, *, poll: float = POLL_EVE
         await asyncio.sleep(poll)
 
 
-def idempotent_runner(services: Any, *, table: str, dynamodb: Any,
+def idempotent_runner(services: Any, *, table: str, dynamodb: Any, queue: JobQueue | None = None,
                       expires_after: int = JOB_TTL) -> tuple[Callable[..., dict[str, Any]], Any]:
-    """``(run, config)``: ``run(job=...)`` runs a job at most once per job id (Powertools
-    Idempotency), recorded in the state table itself.
+    """``(run, config)``: ``run(job=..., deadline=...)`` runs a job message at most once
+    (Powertools Idempotency), recorded in the state table itself; ``queue`` takes the
+    continuations of pull and push jobs.
 
     Powertools' records use the table's own key schema: ``pk`` is the static
     ``idempotency#<function>`` and ``sk`` the hashed job id, so they never mix with the state
-    store's kinds; their expiry is the table's TTL attribute ``expires_at``. A second delivery
+    store's kinds; their expiry is the table's TTL attribute ``expires_at``. The key is the job id
+    and the message's step, so a job's continuation runs while a duplicate does not. A second delivery
     while the first still runs is refused (``IdempotencyAlreadyInProgressError``: SQS retries
     later); a run cut off by a timeout leaves its record in progress only until the Lambda's
     deadline (``config.register_lambda_context(context)``), after which a redelivery resumes it.
@@ -249,11 +291,11 @@ def idempotent_runner(services: Any, *, table: str, dynamodb: Any,
 
     persistence = DynamoDBPersistenceLayer(table_name=table, key_attr="pk", sort_key_attr="sk",
                                            expiry_attr="expires_at", boto3_client=dynamodb)
-    config = IdempotencyConfig(event_key_jmespath="id", raise_on_no_idempotency_key=True,
+    config = IdempotencyConfig(event_key_jmespath="[id, step]", raise_on_no_idempotency_key=True,
                                expires_after_seconds=expires_after)
 
     @idempotent_function(data_keyword_argument="job", persistence_store=persistence, config=config)
-    def run(job: dict[str, Any]) -> dict[str, Any]:
-        return run_job(services, str(job["id"]))
+    def run(job: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:
+        return run_job(services, str(job["id"]), step=job.get("step"), deadline=deadline, queue=queue)
 
     return run, config

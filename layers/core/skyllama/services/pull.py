@@ -82,8 +82,10 @@ async def prepare(svc: Services, name_text: str, insecure: bool) -> tuple[ModelN
     return name, client
 
 
-async def pull_model(svc: Services, name: ModelName, client: RegistryClient) -> AsyncIterator[Event]:
-    """Pull ``name`` through ``client`` (from :func:`prepare`), yielding Ollama's progress."""
+async def pull_model(svc: Services, name: ModelName, client: RegistryClient, *,
+                     scope: str = "") -> AsyncIterator[Event]:
+    """Pull ``name`` through ``client`` (from :func:`prepare`), yielding Ollama's progress;
+    ``scope`` keeps a worker job's partial downloads apart from any other's."""
     async with client:
         yield {"status": "pulling manifest"}
         data = await client.get_manifest(name.tag)
@@ -91,7 +93,7 @@ async def pull_model(svc: Services, name: ModelName, client: RegistryClient) -> 
         layers = unique_layers(manifest, svc.settings.max_blob_bytes)
         downloads: list[BlobDownload] = []
         for layer in layers:
-            async for event in _fetch(svc, name, client.insecure, layer, downloads):
+            async for event in _fetch(svc, name, client.insecure, layer, downloads, scope):
                 yield event
         yield {"status": "verifying sha256 digest"}
         manager = manager_of(svc)
@@ -108,16 +110,16 @@ async def pull_model(svc: Services, name: ModelName, client: RegistryClient) -> 
 
 
 async def _fetch(svc: Services, name: ModelName, insecure: bool, layer: Layer,
-                 downloads: list[BlobDownload]) -> AsyncIterator[Event]:
+                 downloads: list[BlobDownload], scope: str) -> AsyncIterator[Event]:
     size = await anyio.to_thread.run_sync(svc.blobs.size, layer.digest)
     if size is not None:
         yield {"status": f"pulling {layer.digest.short}", "digest": str(layer.digest),
                "total": size, "completed": size}
         return
-    settings = svc.settings
+    settings, parts = svc.settings, part_store_of(svc).scoped(scope)
     download = manager_of(svc).join(layer.digest, lambda: BlobDownload(
-        layer.digest, layer.size, lambda: client_for(svc, name, insecure), part_store_of(svc),
-        PullCheckpoint(svc.state), n_parts=settings.pull_parts, min_part=settings.pull_min_part_bytes))
+        layer.digest, layer.size, lambda: client_for(svc, name, insecure), parts, PullCheckpoint(svc.state, scope),
+        n_parts=settings.pull_parts, min_part=max(settings.pull_min_part_bytes, parts.min_part)))
     try:
         while not download.done.is_set():
             yield download.progress()

@@ -303,11 +303,13 @@ class S3BlobStore(PresignedUploads, BlobStore):
         except VENDOR_ERRORS as e:
             raise store_error("S3", "list", e) from e
 
-    def copy(self, src: str, dst: str, size: int) -> None:
-        """Server-side copy; objects over CopyObject's 5 GiB limit are copied part by part."""
+    def copy(self, src: str, dst: str, size: int, *, if_match: str | None = None) -> None:
+        """Server-side copy; objects over CopyObject's 5 GiB limit are copied part by part.
+        With ``if_match`` the copy fails unless the source still has that ETag."""
         source = {"Bucket": self.bucket, "Key": src}
+        pin = {"CopySourceIfMatch": if_match} if if_match else {}
         if size <= self.copy_limit:
-            self.client.copy_object(Bucket=self.bucket, Key=dst, CopySource=source)
+            self.client.copy_object(Bucket=self.bucket, Key=dst, CopySource=source, **pin)
             return
         upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=dst)["UploadId"]
         try:
@@ -316,7 +318,7 @@ class S3BlobStore(PresignedUploads, BlobStore):
                 end = min(start + self.copy_part, size) - 1
                 resp = self.client.upload_part_copy(
                     Bucket=self.bucket, Key=dst, UploadId=upload_id, PartNumber=number,
-                    CopySource=source, CopySourceRange=f"bytes={start}-{end}",
+                    CopySource=source, CopySourceRange=f"bytes={start}-{end}", **pin,
                 )
                 parts.append({"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]})
             self.client.complete_multipart_upload(

@@ -22,12 +22,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ...composition import Services
 from ...digests import Digest
 from ...errors import SkyllamaError
 from ...manifest import MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES
 from ...names import ModelName
 from ...services import pull, push
 from ...services import registry_server as reg
+from ...services.jobs import follow_job, submit_or_attach
 from ..deps import Svc
 from ..ndjson import respond
 from ..types import NamedRequest
@@ -50,13 +52,28 @@ class TransferRequest(NamedRequest):
 @router.post("/api/pull")
 async def api_pull(req: TransferRequest, svc: Svc) -> Response:
     name, client = await pull.prepare(svc, req.model_name(), req.insecure)
+    if svc.extras.get("jobs") is not None:
+        await client.__aexit__(None, None, None)
+        return await _as_job(svc, "pull", name, req)
     return await respond(pull.pull_model(svc, name, client), req.stream)
 
 
 @router.post("/api/push")
 async def api_push(req: TransferRequest, svc: Svc) -> Response:
     name, data, client = await push.prepare(svc, req.model_name(), req.insecure)
+    if svc.extras.get("jobs") is not None:
+        await client.__aexit__(None, None, None)
+        return await _as_job(svc, "push", name, req)
     return await respond(push.push_model(svc, name, data, client), req.stream)
+
+
+async def _as_job(svc: Services, job_type: str, name: ModelName, req: TransferRequest) -> Response:
+    """AWS: the worker runs the transfer (past API Gateway's 29 s and Lambda's 15 minutes); the
+    response follows the job, and the same request sent again follows it on to ``success``."""
+    request = {"model": str(name), "insecure": req.insecure}
+    job_id = await run_in_threadpool(submit_or_attach, svc, job_type, request, svc.extras["jobs"], rerun_success=True)
+    follow = follow_job(svc.state, job_id, timeout=svc.settings.job_follow_seconds, announce=False)
+    return await respond(follow, req.stream)
 
 
 def require_registry_write(request: Request) -> None:
