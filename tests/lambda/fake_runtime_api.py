@@ -34,6 +34,7 @@ class Outcome:
     trailers: dict[str, str] = field(default_factory=dict)
     done: threading.Event = field(default_factory=threading.Event)
     refuse: int = 0
+    drop_after: int = 0
 
     @property
     def body(self) -> bytes:
@@ -69,11 +70,12 @@ class FakeRuntimeApi:
         self._server.shutdown()
         self._server.server_close()
 
-    def invoke(self, event: Any, *, timeout_s: float = 120, refuse: int = 0) -> Outcome:
+    def invoke(self, event: Any, *, timeout_s: float = 120, refuse: int = 0, drop_after: int = 0) -> Outcome:
         """Queue ``event`` for the runtime; the returned outcome fills in as the runtime answers.
-        ``refuse``: answer its response with that status, as Lambda does one too large (413)."""
+        ``refuse``: answer its response with that status, as Lambda does one too large (413);
+        ``drop_after``: close the connection once that many response bytes came (a client gone)."""
         request_id = str(uuid.uuid4())
-        self.outcomes[request_id] = Outcome(request_id, refuse=refuse)
+        self.outcomes[request_id] = Outcome(request_id, refuse=refuse, drop_after=drop_after)
         self.pending.put((request_id, time.time() + timeout_s, event))
         return self.outcomes[request_id]
 
@@ -118,6 +120,10 @@ class FakeRuntimeApi:
                     parts = outcome.chunks
             elif isinstance(event, h11.Data):
                 parts.append((time.monotonic(), bytes(event.data)))
+                if outcome is not None and 0 < outcome.drop_after <= sum(len(d) for _, d in parts):
+                    outcome.kind = "dropped"
+                    outcome.done.set()
+                    return None, None, {}  # the caller closes the connection
             elif isinstance(event, h11.EndOfMessage):
                 return request, parts, {k.decode().lower(): v.decode() for k, v in event.headers}
             elif isinstance(event, h11.ConnectionClosed):

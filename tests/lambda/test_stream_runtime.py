@@ -198,6 +198,33 @@ def test_deadline_mid_stream_ends_with_an_error_line_and_trailers(runtime: FakeR
     assert split(after)[0]["statusCode"] == 200
 
 
+def test_a_client_that_goes_away_stops_the_generation(runtime: FakeRuntimeApi) -> None:
+    """The connection drops mid-stream: the app sees a disconnect and frees the model at once."""
+    request = {
+        "model": "smollm2:135m",
+        "prompt": "the " * 64,
+        "raw": True,
+        "options": {**GREEDY, "num_predict": -1},
+    }
+    gone = runtime.invoke(http_event("function-url", "POST", "/api/generate", body=request), drop_after=2000)
+    assert gone.wait(60).kind == "dropped"
+    # Left running, the generation would hold the model until the two-minute deadline.
+    after = runtime.invoke(
+        http_event(
+            "function-url",
+            "POST",
+            "/api/generate",
+            body={
+                "model": "smollm2:135m",
+                "prompt": "Hi",
+                "stream": False,
+                "options": {**GREEDY, "num_predict": 2},
+            },
+        )
+    )
+    assert split(after.wait(30))[0]["statusCode"] == 200
+
+
 def test_bad_request_is_a_4xx_json_error(runtime: FakeRuntimeApi) -> None:
     outcome = runtime.invoke(
         http_event("function-url", "POST", "/api/generate", body={"prompt": "no model"})
