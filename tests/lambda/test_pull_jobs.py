@@ -238,3 +238,16 @@ def test_a_stale_message_of_a_job_runs_nothing(fns: dict[str, Any]) -> None:
     assert fns["worker"].handler(stale, LambdaContext("skyllama-worker")) == {"batchItemFailures": []}
     record = jobs.get_job(svc.state, job_id)
     assert record["status"] == "queued" and record["attempts"] == 0
+
+
+def test_a_job_that_keeps_running_out_of_time_ends(fns: dict[str, Any]) -> None:
+    svc = fns["worker"].services
+    job_id = jobs.new_job(
+        svc.state, "pull", {"model": "127.0.0.1:9/ns/slow:v1", "insecure": True}, now=time.time(), step="s"
+    )
+    record = jobs.get_job(svc.state, job_id)
+    svc.state.put(jobs.JOB_KIND, job_id, {**record, "attempts": jobs.MAX_ATTEMPTS - 1})
+    message = sqs_event({"id": job_id, "type": "pull", "step": "s"})
+    assert fns["worker"].handler(message, LambdaContext("skyllama-worker", 0)) == {"batchItemFailures": []}
+    record = jobs.get_job(svc.state, job_id)
+    assert record["status"] == "error" and "did not finish" in record["error"] and taken(fns) == []

@@ -50,6 +50,7 @@ KEEP_EVENTS = 50
 JOB_TTL = 7 * 24 * 3600
 WRITE_EVERY = 0.5  # seconds between progress writes (every event is still kept in order)
 POLL_EVERY = 0.5
+MAX_ATTEMPTS = 96  # runs of one job (about a day of 15-minute rounds): a stalled upstream ends, not loops
 
 
 class JobNotFound(NotFound):
@@ -176,6 +177,9 @@ def run_job(services: Any, job_id: str, *, step: str | None = None, deadline: fl
                 if on_event is not None:
                     on_event(event)
     except OutOfTime:
+        if int(progress.record.get("attempts", 0)) >= MAX_ATTEMPTS:
+            progress.save(status="error", error=f"job did not finish in {MAX_ATTEMPTS} runs", error_status=504)
+            return _summary(progress.record)
         return _continue(progress, queue)
     except SkyllamaError as e:
         status = getattr(e, "status", 500)
