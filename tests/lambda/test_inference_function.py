@@ -75,9 +75,12 @@ def test_unknown_model_is_404(inference: Any) -> None:
     assert missing.status == 404 and "not found" in missing.json()["error"]
 
 
-def test_warmer_event_returns_at_once(inference: Any) -> None:
+def test_warmer_event_loads_the_model(inference: Any) -> None:
+    """A warm-up naming a model (a bare name: the default keep_alive) holds it in this instance."""
     result = inference.handler({"source": "skyllama.warmer", "models": ["smollm2:135m"]}, LambdaContext())
-    assert result == {"warm": True, "models": ["smollm2:135m"]}
+    assert result == {"warm": True, "models": {"smollm2:135m": "warm"}}
+    ps = invoke_http(inference, "rest-api-v1", "GET", "/api/ps").json()["models"]
+    assert "smollm2:135m" in [row["name"] for row in ps]
 
 
 def test_generation_emits_emf_timing_metrics(inference: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -247,7 +247,7 @@ def test_bad_request_is_a_4xx_json_error(runtime: FakeRuntimeApi) -> None:
 def test_other_events_are_answered_buffered(runtime: FakeRuntimeApi) -> None:
     warm = runtime.invoke({"source": "skyllama.warmer", "models": ["smollm2:135m"]}).wait()
     assert warm.kind == "response" and "lambda-runtime-function-response-mode" not in warm.headers
-    assert json.loads(warm.body) == {"warm": True, "models": ["smollm2:135m"]}
+    assert json.loads(warm.body) == {"warm": True, "models": {"smollm2:135m": "warm"}}  # loaded on the same loop
     rest = runtime.invoke(
         http_event("rest-api-v1", "POST", "/api/show", body={"model": "smollm2:135m"})
     ).wait()

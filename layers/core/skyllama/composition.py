@@ -58,6 +58,10 @@ def build_services(
                         catalog=Catalog(blobs, manifests))
     if settings.backend == "aws" and jobs is not None:
         services.extras["jobs"] = jobs  # long creates, pulls and pushes run in the worker function
+    if settings.fleet_enabled:  # loaded models recorded for fleet /api/ps and the warmer
+        from .services.fleet import InstanceRecorder
+
+        services.extras["fleet"] = InstanceRecorder(state, clock)
     if settings.backend == "aws":
         from .adapters.aws.s3_blobs import S3BlobStore
         from .adapters.aws.s3_parts import S3PartStore

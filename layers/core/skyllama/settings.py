@@ -236,11 +236,32 @@ class Settings(BaseSettings):
     inference_function: str = Field("", validation_alias=AliasChoices("SKYLLAMA_INFERENCE_FUNCTION",
                                                                       "inference_function"),
                                     description="backend=aws: the inference function the warmer invokes.")
+    fleet: Literal["auto", "on", "off"] = Field(
+        "auto", validation_alias=AliasChoices("SKYLLAMA_FLEET", "fleet"),
+        description="Instance records of loaded models in the state store, and /api/ps across every "
+                    "instance from them: auto = on with backend=aws.")
+    inference_alias: str = Field("", validation_alias=AliasChoices("SKYLLAMA_INFERENCE_ALIAS", "inference_alias"),
+                                 description="backend=aws: the inference function's alias the warmer invokes and "
+                                             "gives provisioned concurrency (empty: unqualified, none).")
+    gpu_cluster: str = Field("", validation_alias=AliasChoices("SKYLLAMA_GPU_CLUSTER", "gpu_cluster"),
+                             description="backend=aws: ECS cluster of the GPU service the warmer scales.")
+    gpu_service: str = Field("", validation_alias=AliasChoices("SKYLLAMA_GPU_SERVICE", "gpu_service"),
+                             description="backend=aws: ECS service whose desired count the warmer sets.")
+    warm_provision_after: float = Field(
+        3600.0, validation_alias=AliasChoices("SKYLLAMA_WARM_PROVISION_AFTER", "warm_provision_after"),
+        description="A keep_alive longer than this (or negative) gets provisioned concurrency / a GPU "
+                    "desired count; shorter ones only warm-up invocations. Go duration or seconds.")
+    warm_max_per_model: int = Field(2, ge=0, validation_alias=AliasChoices("SKYLLAMA_WARM_MAX_PER_MODEL",
+                                                                           "warm_max_per_model"),
+                                    description="Cost guard: warm instances kept per model at most.")
+    warm_max_total: int = Field(4, ge=0, validation_alias=AliasChoices("SKYLLAMA_WARM_MAX_TOTAL", "warm_max_total"),
+                                description="Cost guard: warm instances (warm-ups, provisioned concurrency, "
+                                            "GPU tasks) in total at most.")
     emf_metrics: Literal["auto", "on", "off"] = Field(
         "auto", validation_alias=AliasChoices("SKYLLAMA_EMF_METRICS", "emf_metrics"),
         description="Print per-request CloudWatch EMF metrics to stdout: auto = only with backend=aws.")
 
-    @field_validator("keep_alive", mode="before")
+    @field_validator("keep_alive", "warm_provision_after", mode="before")
     @classmethod
     def _keep_alive(cls, value: Any) -> float:
         try:
@@ -310,6 +331,10 @@ class Settings(BaseSettings):
     @property
     def emf_enabled(self) -> bool:
         return self.emf_metrics == "on" or (self.emf_metrics == "auto" and self.backend == "aws")
+
+    @property
+    def fleet_enabled(self) -> bool:
+        return self.fleet == "on" or (self.fleet == "auto" and self.backend == "aws")
 
     @property
     def keep_alive_forever(self) -> bool:

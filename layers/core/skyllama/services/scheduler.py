@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from ..engine.base import EngineModel, LoadSpec
 from ..errors import Busy, InvalidOption
@@ -49,6 +49,16 @@ FOREVER_DELTA = timedelta(microseconds=(2**63 - 1) // 1000)
 
 Loader = Callable[[LoadSpec], EngineModel]
 BatchLoader = Callable[[LoadSpec, int], EngineModel]  # (spec, sequences): a model safe to share
+
+
+class RunnerObserver(Protocol):
+    """Told when a runner's expiry moves and when it leaves memory (fleet instance records)."""
+
+    async def used(self, runner: Runner) -> None: ...
+
+    async def unloaded(self, runner: Runner) -> None: ...
+
+    async def forget(self, digest: str) -> None: ...
 
 
 @dataclass(eq=False)
@@ -88,8 +98,10 @@ class Scheduler:
     """Loads, shares, queues and expires runners (see the module docstring)."""
 
     def __init__(self, settings: Settings, catalog: Catalog, *, clock: Clock | None = None,
-                 loader: Loader | None = None, batch_loader: BatchLoader | None = None) -> None:
+                 loader: Loader | None = None, batch_loader: BatchLoader | None = None,
+                 observer: RunnerObserver | None = None) -> None:
         self.settings = settings
+        self.observer = observer
         self.catalog = catalog
         self.clock = clock or Clock()
         if loader is None:
@@ -159,9 +171,13 @@ class Scheduler:
         self._waiting += 1
 
     @asynccontextmanager
-    async def acquire(self, model: Model, options: dict[str, Any],
-                      keep_alive: float | None = None) -> AsyncIterator[Lease]:
-        """Hold one slot of the runner for ``model`` (loading it if needed) for the block."""
+    async def acquire(self, model: Model, options: dict[str, Any], keep_alive: float | None = None, *,
+                      until: float | None = None) -> AsyncIterator[Lease]:
+        """Hold one slot of the runner for ``model`` (loading it if needed) for the block.
+
+        ``until`` (epoch seconds, inf: forever) overrides the expiry that ``keep_alive`` gives: a
+        warm-up holds a model until the fleet's ``expires_at`` while recording the keep_alive asked.
+        """
         started = time.perf_counter_ns()
         spec, parallel = await asyncio.to_thread(self.plan, model, options)
         runner = await self._runner_for(spec, model, parallel)
@@ -175,7 +191,7 @@ class Scheduler:
             else:
                 await runner.sem.acquire()
         except BaseException:
-            await self._release_ref(runner, keep_alive)
+            await self._release_ref(runner, keep_alive, until)
             raise
         try:
             await asyncio.shield(runner.ready)
@@ -185,16 +201,16 @@ class Scheduler:
                 context = runner.free.pop() if runner.free else await self._load_context(runner)
         except BaseException:
             runner.sem.release()
-            await self._release_ref(runner, keep_alive)
+            await self._release_ref(runner, keep_alive, until)
             raise
-        runner.expires_at = self._expiry(self._keep_alive(keep_alive))
+        runner.expires_at = self._expiry(self._keep_alive(keep_alive)) if until is None else until
         try:
             yield Lease(runner, context, time.perf_counter_ns() - started)
         finally:
             if not runner.shared:
                 runner.free.append(context)
             runner.sem.release()
-            await self._release_ref(runner, keep_alive)
+            await self._release_ref(runner, keep_alive, until)
 
     async def _runner_for(self, spec: LoadSpec, model: Model, parallel: int) -> Runner:
         cond = self._setup()
@@ -258,18 +274,20 @@ class Scheduler:
         runner.contexts.append(context)
         return context
 
-    async def _release_ref(self, runner: Runner, keep_alive: float | None) -> None:
+    async def _release_ref(self, runner: Runner, keep_alive: float | None, until: float | None = None) -> None:
         cond = self._setup()
         async with cond:
             runner.refs -= 1
             runner.last_used = self.clock.now()
             runner.keep_alive = self._keep_alive(keep_alive)
-            runner.expires_at = self._expiry(runner.keep_alive)
+            runner.expires_at = self._expiry(runner.keep_alive) if until is None else until
             if runner.idle and runner.keep_alive <= 0:
                 await self._unload(runner)
             cond.notify_all()
         assert self._wake is not None
         self._wake.set()
+        if self.observer is not None and not runner.closed:
+            await self.observer.used(runner)
 
     def _expiry(self, keep_alive: float) -> float:
         return math.inf if math.isinf(keep_alive) else self.clock.now() + max(keep_alive, 0.0)
@@ -285,6 +303,8 @@ class Scheduler:
         for context in contexts:
             await asyncio.to_thread(context.close)
         log.info("unloaded %s", runner.model.name.display())
+        if self.observer is not None:
+            await self.observer.unloaded(runner)
 
     # -- unload, expiry, listing -----------------------------------------------------------------
 
@@ -297,6 +317,8 @@ class Scheduler:
                 if runner.idle:
                     await self._unload(runner)
             cond.notify_all()
+        if self.observer is not None:  # loaded here or not, the fleet's keep_alive of it ends
+            await self.observer.forget(model.digest.hex)
 
     async def reap(self) -> float:
         """Unload idle runners past their expiry; return seconds until the next expiry."""

@@ -32,7 +32,8 @@ def scheduler_of(app: FastAPI) -> Scheduler:
     svc: Services = app.state.services
     sched = svc.extras.get("scheduler")
     if sched is None:
-        sched = Scheduler(svc.settings, svc.catalog, clock=svc.clock, loader=svc.extras.get("engine_loader"))
+        sched = Scheduler(svc.settings, svc.catalog, clock=svc.clock, loader=svc.extras.get("engine_loader"),
+                          observer=svc.extras.get("fleet"))
         svc.extras["scheduler"] = sched
         app.state.shutdown_hooks.append(sched.close)
     return sched
@@ -128,5 +129,8 @@ async def embeddings(req: EmbeddingsRequest, svc: Services = Depends(services),
 
 
 @router.get("/api/ps")
-async def ps(sched: Scheduler = Depends(scheduler)) -> dict[str, Any]:
-    return {"models": ownership.filter_visible(sched.ps())}
+async def ps(request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
+    """This process's runners; with fleet records on, every instance's (no scheduler needed)."""
+    fleet = svc.extras.get("fleet")
+    rows = await asyncio.to_thread(fleet.rows) if fleet is not None else scheduler_of(request.app).ps()
+    return {"models": ownership.filter_visible(rows)}
