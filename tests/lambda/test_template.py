@@ -172,6 +172,7 @@ def test_policies_are_scoped(template: dict[str, Any]) -> None:
         for policy in fn["Properties"].get("Policies", []):
             assert not isinstance(policy, str), f"{name}: managed policy {policy}"
             for statement in policy.get("Statement", []):
+                statement = statement.get("Fn::If", [None, statement])[1]  # a conditional statement's own
                 assert statement["Resource"] != "*", f"{name}: {statement}"
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
                 assert not any(a.endswith(":*") or a == "*" for a in actions), f"{name}: {actions}"
@@ -188,3 +189,24 @@ def test_streaming_function_runs_the_custom_runtime_behind_a_streaming_url(templ
     url = streaming["Properties"]["FunctionUrlConfig"]
     assert url["InvokeMode"] == "RESPONSE_STREAM"
     assert template["Outputs"]["StreamingUrl"]["Value"] == {"Fn::GetAtt": ["StreamingFunctionUrl", "FunctionUrl"]}
+
+
+def test_warmer_can_warm_provision_and_scale_the_gpu_service(template: dict[str, Any]) -> None:
+    """The warm policy's targets: the inference function's ``live`` alias (provisioned concurrency),
+    both inference functions (warm-ups) and, when deployed, the GPU service's desired count."""
+    functions = resources(template, "AWS::Serverless::Function")
+    assert functions["InferenceFunction"]["Properties"]["AutoPublishAlias"] == "live"
+    warmer = functions["WarmerFunction"]["Properties"]
+    env = warmer["Environment"]["Variables"]
+    assert env["SKYLLAMA_INFERENCE_ALIAS"] == "live"
+    assert env["SKYLLAMA_GPU_SERVICE"]["Fn::If"][1] == {"Fn::GetAtt": ["GpuService", "Outputs.ServiceName"]}
+    invoked = [p["LambdaInvokePolicy"]["FunctionName"] for p in warmer["Policies"] if "LambdaInvokePolicy" in p]
+    assert invoked == [{"Ref": "InferenceFunction"}, {"Ref": "StreamingFunction"}]
+    [statements] = [p["Statement"] for p in warmer["Policies"] if "Statement" in p]
+    provisioned = statements[0]
+    assert set(provisioned["Action"]) == {"lambda:GetProvisionedConcurrencyConfig",
+                                          "lambda:PutProvisionedConcurrencyConfig",
+                                          "lambda:DeleteProvisionedConcurrencyConfig"}
+    assert provisioned["Resource"]["Fn::Sub"].endswith(":function:${InferenceFunction}:live")
+    gpu = statements[1]["Fn::If"]
+    assert gpu[0] == "DeployGpuService" and gpu[1]["Action"] == ["ecs:DescribeServices", "ecs:UpdateService"]
