@@ -27,7 +27,7 @@ from skyllama.adapters.aws.factory import lambda_settings
 from skyllama.composition import build_services
 from skyllama.durations import parse_duration
 from skyllama.services import warm_policy
-from skyllama.services.fleet import INSTANCE_KIND
+from skyllama.services.fleet import INSTANCE_KIND, live_records
 from skyllama.settings import Settings, parse_model_map
 
 logger, metrics = Logger(), Metrics(namespace="skyllama")
@@ -108,7 +108,7 @@ def invoke_all(settings: Settings, events: list[tuple[str, dict[str, Any]]]) -> 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """An EventBridge scheduled event in; the plan and what was done out."""
     settings, now = services.settings, services.clock.now()
-    records = [item for _key, item in services.state.query(INSTANCE_KIND)]
+    records = live_records(services.state.query(INSTANCE_KIND), now)  # malformed ones skipped
     models = warm_policy.live_models(records, now)
     limits = warm_policy.WarmLimits(settings.warm_provision_after, settings.warm_max_per_model,
                                     settings.warm_max_total)

@@ -163,14 +163,21 @@ def test_warmer_function_under_the_rie(rie: str, env: dict[str, str], tmp_path: 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     local = load_function("warmer", env)
-    local.services.state.put("instance", "i-rie", {"model": "smollm2:135m"}, expires_at=time.time() + 300)
+    record = {"model": "smollm2:135m", "digest": "0" * 64, "size": 1, "size_vram": 0, "context_length": 2048,
+              "keep_alive": 300, "model_expires_at": time.time() + 300}
+    local.services.state.put("instance", "i-rie#0", record, expires_at=time.time() + 300)
+    # an older or foreign record without the fields readers use is skipped, never a crash
+    local.services.state.put("instance", "i-rie#old", {"model": "old:latest"}, expires_at=time.time() + 300)
     try:
         event = load_event("eventbridge-schedule")
         with running(rie, "warmer", env, tmp_path) as invoke:
-            assert invoke(event) == local.handler(event, LambdaContext()) == {"models": ["smollm2:135m"],
-                                                                               "invoked": False}
+            remote, here = invoke(event), local.handler(event, LambdaContext())
+        assert remote["models"] == here["models"] == ["smollm2:135m"]
+        assert remote["provisioned"] == here["provisioned"] == 0
+        assert any(r.startswith("smollm2:135m: keep_alive not expired") for r in remote["reasons"])
     finally:
-        local.services.state.delete("instance", "i-rie")
+        local.services.state.delete("instance", "i-rie#0")
+        local.services.state.delete("instance", "i-rie#old")
 
 
 def test_inference_handler_under_the_rie(rie: str, env: dict[str, str], tmp_path: Path,

@@ -132,6 +132,10 @@ def test_fleet_ps_merges_instances_and_never_shows_expired_records() -> None:
         ("i-2#x", {**base, "model": "smollm2:135m", "model_expires_at": now + 600, "keep_alive": 600}),
         ("i-2#y", {**base, "model": "all-minilm:latest", "model_expires_at": -1, "keep_alive": -1}),
         ("i-3#z", {**base, "model": "old:1b", "model_expires_at": now - 1, "keep_alive": 300}),
+        # malformed (an older release's record, a hand edit): skipped by every reader, never a crash
+        ("i-4#a", {"model": "bare:1b"}),
+        ("i-4#b", {**base, "model": "text:1b", "model_expires_at": "soon", "keep_alive": 300}),
+        ("i-4#c", {**base, "model": "nosize:1b", "model_expires_at": now + 60, "size": None}),
     ]
     rows = ps_rows(live_records(found, now), now)
     assert [r["name"] for r in rows] == ["all-minilm:latest", "smollm2:135m"]  # one row per model, expired gone

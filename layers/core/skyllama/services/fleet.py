@@ -85,9 +85,19 @@ def model_expiry(record: dict[str, Any]) -> float:
     return math.inf if expires < 0 else expires
 
 
+def well_formed(record: dict[str, Any]) -> bool:
+    """A record with every field readers use, of the right type (an older or foreign one is skipped)."""
+    try:
+        float(record["model_expires_at"]), float(record.get("keep_alive", 0))
+        int(record["size"]), int(record["size_vram"]), int(record["context_length"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return isinstance(record.get("model"), str) and isinstance(record.get("digest"), str)
+
+
 def live_records(records: Iterable[tuple[str, dict[str, Any]]], now: float) -> list[dict[str, Any]]:
-    """Records whose model has not expired at ``now`` (the store's TTL is lazy, and clocks differ)."""
-    return [item for _key, item in records if "model_expires_at" in item and model_expiry(item) > now]
+    """Well-formed records whose model has not expired at ``now`` (the store's TTL is lazy, and clocks differ)."""
+    return [item for _key, item in records if well_formed(item) and model_expiry(item) > now]
 
 
 def ps_rows(records: Iterable[dict[str, Any]], now: float) -> list[dict[str, Any]]:
