@@ -198,3 +198,52 @@ def test_batching_can_be_turned_off(folder: Path) -> None:
         assert all(g["eval_count"] == 4 for g in got)
         runners = running.services.extras["scheduler"].loaded()
         assert len(runners) == 1 and not runners[0].shared and len(runners[0].contexts) == 2
+
+
+def test_prompts_admitted_in_one_step_match_the_plain_engine(folder: Path) -> None:
+    """Engine level, deterministic: four prompts wait while the decode thread is held, so they are
+    all admitted at once (the case where prefilling them in one batch drifted)."""
+    from skyllama.composition import build_services
+    from skyllama.engine.base import Generated, LoadSpec, Sampling
+    from skyllama.engine.llama import LlamaModel
+    from skyllama.settings import Settings
+
+    services = build_services(Settings.from_env({}, models=folder, state_db=folder / ".skyllama" / "state.db"))
+    path = str(services.catalog.model_path(services.catalog.get(MODEL)))
+    services.close()
+    spec = LoadSpec(path=path, n_ctx=1024)
+    greedy = Sampling(temperature=0, num_predict=48)
+
+    def tokens(model: Any, question: str) -> list[int]:
+        prompt = model.tokenize(f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
+        return [item for item in model.generate(prompt, greedy) if isinstance(item, Generated)][0].tokens
+
+    plain = LlamaModel(spec)
+    expected = [tokens(plain, q) for q in QUESTIONS]
+    plain.close()
+    model = MultiSeqModel(spec, 4)
+    try:
+        got: list[Any] = [None] * 4
+
+        def one(i: int) -> None:
+            got[i] = tokens(model, QUESTIONS[i])
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        with model._cond:  # no free sequence id: the decode thread cannot admit anyone until all four wait
+            free_ids, model._free_ids = model._free_ids, []
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with model._cond:
+                if len(model._waiting) == 4:
+                    model._free_ids = free_ids
+                    model._cond.notify_all()
+                    break
+            time.sleep(0.01)
+        for t in threads:
+            t.join(120)
+        assert got == expected
+        assert model.max_batch_seqs == 4
+    finally:
+        model.close()

@@ -172,7 +172,9 @@ def test_warmer_function_under_the_rie(rie: str, env: dict[str, str], tmp_path: 
         event = load_event("eventbridge-schedule")
         with running(rie, "warmer", env, tmp_path) as invoke:
             remote, here = invoke(event), local.handler(event, LambdaContext())
-        assert remote["models"] == here["models"] == ["smollm2:135m"]
+        # the table is shared with the other Lambda tests, whose instances may hold models too
+        assert remote["models"] == here["models"] and "smollm2:135m" in remote["models"]
+        assert "old:latest" not in remote["models"]
         assert remote["provisioned"] == here["provisioned"] == 0
         assert any(r.startswith("smollm2:135m: keep_alive not expired") for r in remote["reasons"])
     finally:
