@@ -8,7 +8,9 @@ Run: ``.venv/bin/python tests/bench/run_all.py [--repeats 5] [--only embed,gener
 - generate: decode tokens/s and time to first token, ``/api/generate`` (raw prompt, greedy) versus
   llama-cpp-python's ``Llama.generate`` in-process, SmolLM2, same GGUF, context and threads.
 - concurrency: 1, 2, 4, 8 clients, each sending requests back to back, for chat and for embed:
-  aggregate throughput and p50/p99 latency, and the ratio of 8 clients' throughput to one's.
+  aggregate throughput and p50/p99 latency, and the ratio of 8 clients' throughput to one's, on a
+  server with ``OLLAMA_NUM_PARALLEL=8``; then the engine's own ceiling: 8 chats decoded in shared
+  batches in-process versus one after another (what batching can give on this hardware at all).
 - cold: process start to the first token (``skyllama serve`` on a folder with the model) versus
   a bare ``python -c`` that loads the GGUF with llama-cpp-python and decodes one token.
 - storage: blob upload (``POST /api/blobs``), blob download (``GET /v2/.../blobs``) and a pull
@@ -45,6 +47,7 @@ from skyllama.engine.llama import physical_cores
 ROOT = Path(__file__).resolve().parents[2]
 EMBED_MODEL = "all-minilm"
 PROMPT = "<|im_start|>user\nWrite a long story about a lighthouse keeper.<|im_end|>\n<|im_start|>assistant\n"
+CONCURRENCY_LEVELS = [1, 2, 4, 8]
 GEN_OPTIONS = {"num_ctx": 2048, "num_batch": 512, "temperature": 0, "seed": 1}
 ROWS: list[dict[str, Any]] = []
 
@@ -242,21 +245,69 @@ async def _clients(url: str, n_clients: int, per_client: int, kind: str) -> tupl
         return time.perf_counter() - start, latencies, units
 
 
-def bench_concurrency(url: str, levels: list[int]) -> None:
+def bench_concurrency(url: str, levels: list[int], repeats: int) -> None:
     for kind, unit in (("chat", "tokens/s"), ("embed", "texts/s")):
         asyncio.run(_clients(url, 1, 1, kind))
         one: list[float] = []
         for n in levels:
-            wall, latencies, units = asyncio.run(_clients(url, n, max(2, 16 // n), kind))
-            throughput = units / wall
+            throughputs, latencies = [], []
+            for _ in range(repeats):
+                wall, run_latencies, units = asyncio.run(_clients(url, n, max(2, 16 // n), kind))
+                throughputs.append(units / wall)
+                latencies += run_latencies
             latencies.sort()
             p50 = latencies[len(latencies) // 2]
             p99 = latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))]
             if n == levels[0]:
-                one = [throughput]
-            row("concurrency", f"{kind} {n} clients throughput", [throughput], one, f"{levels[0]} client",
+                one = throughputs
+            row("concurrency", f"{kind} {n} clients throughput", throughputs, one, f"{levels[0]} client",
                 unit, ">= 1.5x at 8" if n == 8 else "", p50_ms=p50, p99_ms=p99)
             print(f"{'':12} {kind} {n} clients: p50 {p50:.0f} ms, p99 {p99:.0f} ms, {len(latencies)} requests")
+
+
+def bench_engine_ceiling(folder: Path, n_seqs: int, repeats: int) -> None:
+    """What batching can give on this hardware: the engine in-process, no HTTP, ``n_seqs`` chats decoded
+    in shared batches against one after another (the same prompts and token count as the chat clients)."""
+    import threading
+
+    from skyllama.engine.base import Generated, LoadSpec, Sampling
+    from skyllama.engine.multiseq import MultiSeqModel
+
+    model = MultiSeqModel(LoadSpec(path=gguf_path(folder, SMOLLM2_NAME), n_ctx=2048), n_seqs)
+    greedy = Sampling(temperature=0, num_predict=16)
+    prompts = [model.tokenize(f"<|im_start|>user\nTell me a fact about the number {i * 100}.<|im_end|>\n"
+                              "<|im_start|>assistant\n") for i in range(n_seqs)]
+
+    def run(prompt: list[int], done: list[int]) -> None:
+        done += [len(g.tokens) for g in model.generate(prompt, greedy) if isinstance(g, Generated)]
+
+    def together() -> float:
+        done: list[int] = []
+        threads = [threading.Thread(target=run, args=(p, done)) for p in prompts]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(done) / (time.perf_counter() - start)
+
+    def one_by_one() -> float:
+        done: list[int] = []
+        start = time.perf_counter()
+        for p in prompts:
+            run(p, done)
+        return sum(done) / (time.perf_counter() - start)
+
+    try:
+        together(), one_by_one()  # warm up
+        batched, serial = [], []
+        for _ in range(repeats):
+            batched.append(together())
+            serial.append(one_by_one())
+    finally:
+        model.close()
+    row("concurrency", f"engine ceiling: {n_seqs} chats batched, in-process", batched, serial,
+        "one after another", "tokens/s", "the most HTTP batching can reach here")
 
 
 # -- cold start -------------------------------------------------------------------------------------
@@ -405,14 +456,17 @@ def main() -> None:
     print(f"skyllama benchmarks: {os.cpu_count()} CPUs, load average {load[0]:.2f}, repeats {args.repeats}; "
           f"median [min..max]")
     folder = demo_folder()
-    if only & {"embed", "generate", "concurrency"}:
+    if only & {"embed", "generate"}:
         with serve_in_subprocess(folder) as url:
             if "embed" in only:
                 bench_embed(url, folder, args.repeats)
             if "generate" in only:
                 bench_generate(url, folder, args.repeats, args.tokens)
-            if "concurrency" in only:
-                bench_concurrency(url, [1, 2, 4, 8])
+    if "concurrency" in only:
+        # OLLAMA_NUM_PARALLEL=8, as a user serving 8 clients sets it (Ollama's default, and ours, is 1)
+        with serve_in_subprocess(folder, num_parallel=CONCURRENCY_LEVELS[-1]) as url:
+            bench_concurrency(url, CONCURRENCY_LEVELS, args.repeats)
+        bench_engine_ceiling(folder, CONCURRENCY_LEVELS[-1], args.repeats)
     if "cold" in only:
         bench_cold(folder, max(3, args.repeats // 2))
     if "storage" in only:
