@@ -15,10 +15,9 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 
-from _common import demo_folder, gguf_path
-from bench_lambda_cold import GEN_OPTIONS, PROMPT, ROOT, SMOLLM2_NAME, TASK_ROOT, cold_lambda, fake_aws
+from _common import gguf_path
+from bench_lambda_cold import GEN_OPTIONS, PROMPT, ROOT, SMOLLM2_NAME, TASK_ROOT, warm_disk_lambda
 from lambda_support import http_event
 
 PHASES = r"""
@@ -65,16 +64,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    folder = demo_folder()
-    server, env = fake_aws(folder)
-    env["SKYLLAMA_CACHE_DIR"] = tempfile.mkdtemp(prefix="skyllama-lambda-tmp-")
     event = http_event("http-api-v2", "POST", "/api/generate", body={
         "model": SMOLLM2_NAME, "prompt": PROMPT, "raw": True, "stream": False,
         "options": {**GEN_OPTIONS, "num_predict": 1}})
     ours: list[dict[str, float]] = []
     bare: list[dict[str, float]] = []
-    try:
-        cold_lambda(env)  # fills the cache from S3
+    with warm_disk_lambda() as (folder, env):
         for _ in range(args.repeats):
             run = subprocess.run([sys.executable, "-c", PHASES, str(ROOT / "tests" / "lambda"), json.dumps(event)],
                                  cwd=TASK_ROOT, env={**os.environ, **env}, capture_output=True, text=True, check=True)
@@ -82,8 +77,6 @@ def main() -> None:
             run = subprocess.run([sys.executable, "-c", BARE, gguf_path(folder, SMOLLM2_NAME), PROMPT],
                                  capture_output=True, text=True, check=True)
             bare.append(last_json(run.stdout))
-    finally:
-        server.stop()  # type: ignore[attr-defined]
     for title, runs in (("skyllama inference function", ours), ("bare llama-cpp-python", bare)):
         print(title)
         for phase in runs[0]:

@@ -12,6 +12,7 @@ the same bare llama-cpp-python load and first token as ``run_all.py``'s cold wor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import statistics
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from _common import demo_folder, gguf_path
@@ -124,22 +126,29 @@ def cold_lambda(env: dict[str, str]) -> float:
             proc.wait(30)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+@contextlib.contextmanager
+def warm_disk_lambda() -> Iterator[tuple[Path, dict[str, str]]]:
+    """The demo models folder and a function environment whose cache already holds the GGUF."""
     folder = demo_folder()
     server, env = fake_aws(folder)
     env["SKYLLAMA_CACHE_DIR"] = tempfile.mkdtemp(prefix="skyllama-lambda-tmp-")
     try:
         cold_lambda(env)  # fills the cache from S3: later runs find the model on disk
+        yield folder, env
+    finally:
+        server.stop()  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    with warm_disk_lambda() as (folder, env):
         path = gguf_path(folder, SMOLLM2_NAME)
         ours, bare = [], []
         for _ in range(args.repeats):  # interleaved, so background load hits both alike
             ours.append(cold_lambda(env))
             bare.append(cold_bare(path))
-    finally:
-        server.stop()  # type: ignore[attr-defined]
     o, b = statistics.median(ours), statistics.median(bare)
     print(
         f"Lambda cold start to first token: {o:.0f} ms [{min(ours):.0f}..{max(ours):.0f}]; bare llama-cpp-python "
