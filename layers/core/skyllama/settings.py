@@ -157,6 +157,13 @@ class Settings(BaseSettings):
                                               "(skyllama serve closes it after that).")
     idle_timeout: float = Field(30.0, gt=0, validation_alias=AliasChoices("SKYLLAMA_IDLE_TIMEOUT", "idle_timeout"),
                                 description="Seconds an idle keep-alive connection is kept open (skyllama serve).")
+    body_idle_timeout: float = Field(30.0, gt=0, validation_alias=AliasChoices("SKYLLAMA_BODY_IDLE_TIMEOUT",
+                                                                               "body_idle_timeout"),
+                                     description="Seconds a request body may pause between two pieces before the "
+                                                 "connection is closed with a 408 (blob uploads included).")
+    body_timeout: float = Field(300.0, gt=0, validation_alias=AliasChoices("SKYLLAMA_BODY_TIMEOUT", "body_timeout"),
+                                description="Seconds a client may take to send a whole JSON request body (blob "
+                                            "uploads get only the idle timeout).")
     num_thread: int = Field(0, ge=0, validation_alias=AliasChoices("SKYLLAMA_NUM_THREAD", "num_thread"),
                             description="llama.cpp threads (0 = physical cores).")
     embed_batching: bool = Field(True, validation_alias=AliasChoices("SKYLLAMA_EMBED_BATCHING", "embed_batching"),

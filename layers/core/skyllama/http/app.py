@@ -12,7 +12,7 @@ from ..composition import Services, build_services
 from ..settings import Settings
 from .auth import install_auth
 from .errors import install_error_handlers
-from .limits import BodyLimitMiddleware
+from .limits import install_body_limits
 from .metrics import install_metrics
 from .openapi import install_openapi
 from .origins import install_cors, install_host_check
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     for module in (root, models, blobs, create, inference, openai, anthropic, cancel, registry):
         app.include_router(module.router)
     install_openapi(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    install_body_limits(app, settings)  # size, type and time limits on request bodies
     install_auth(app, settings)  # keys, scopes and metering: before bodies are read, after CORS
     install_metrics(app)  # outside metering, which reports each request to it
     install_request_ids(app)  # X-Request-Id and the cancel registry, even for refused requests

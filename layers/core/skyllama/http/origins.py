@@ -1,8 +1,15 @@
-"""Browser-facing defences, as Ollama has them: CORS origins and the Host-header check.
+"""Browser-facing defences, as Ollama has them: CORS origins, the Origin check and the Host check.
 
 - CORS: the origins Ollama always allows (localhost, 127.0.0.1 and 0.0.0.0 on any port, and the
   app/file/tauri/vscode schemes) plus OLLAMA_ORIGINS. Credentials are never allowed, so a ``*``
   never combines with cookies, and an origin is echoed back only when it matched the list.
+- Origin (T-34, CSRF): a request whose ``Origin`` header is present and not allowed is refused with
+  403 on every method before anything else runs, as Ollama's gin-contrib/cors does. CORS alone only
+  hides answers from a page; it does not stop a "simple" request (a form or ``text/plain`` POST,
+  which needs no preflight) from being executed. Requests without ``Origin`` (curl, SDKs) pass, and
+  so does a same-origin one (``Origin`` naming this server's own Host, as gin does). ``Origin: null``
+  (sandboxed iframes, some ``file:`` pages, redirects) names no page at all, so it is refused unless
+  OLLAMA_ORIGINS lists ``null`` or ``*``.
 - Host: when the server listens on loopback, a request whose Host header names anything but a
   loopback or local name is refused with 403. This stops DNS-rebinding pages from reaching a
   laptop's server through a name they control.
@@ -11,6 +18,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import socket
 
@@ -55,7 +63,35 @@ def origin_regex(extra: str) -> tuple[str, bool]:
     return "(" + "|".join(patterns) + ")", wildcard
 
 
+class OriginCheckMiddleware:
+    """403 ``{"error": ...}`` for a request from a browser page whose origin is not allowed."""
+
+    def __init__(self, app: ASGIApp, regex: str, wildcard: bool) -> None:
+        self.app = app
+        self.allowed = re.compile(regex)
+        self.wildcard = wildcard
+
+    def allows(self, origin: str, host: str) -> bool:
+        if self.wildcard or self.allowed.fullmatch(origin):
+            return True
+        # same-origin (e.g. the /docs page of a server reached by its own name), as gin-contrib/cors
+        return bool(host) and origin.lower() in (f"http://{host}".lower(), f"https://{host}".lower())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers", []))
+            origin = headers.get(b"origin")
+            if origin is not None and not self.allows(origin.decode("latin-1"), headers.get(b"host", b"").decode("latin-1")):
+                body = json.dumps({"error": "origin not allowed (see OLLAMA_ORIGINS)"}).encode()
+                await send({"type": "http.response.start", "status": 403, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 def install_cors(app: FastAPI, settings: Settings) -> None:
+    """CORS headers for allowed origins and, outside them, the 403 for every other origin."""
     regex, wildcard = origin_regex(settings.origins)
     app.add_middleware(
         CORSMiddleware,
@@ -66,6 +102,7 @@ def install_cors(app: FastAPI, settings: Settings) -> None:
         allow_headers=ALLOWED_HEADERS,
         expose_headers=["X-Request-Id"],
     )
+    app.add_middleware(OriginCheckMiddleware, regex=regex, wildcard=wildcard)  # added last: runs first
 
 
 def host_allowed(host_header: str) -> bool:
