@@ -2,11 +2,14 @@
 
 Built once per execution environment, at import; Mangum's lifespan is off because it would run
 the ASGI lifespan on every invocation. NDJSON is a text type, so streamed bodies are never base64.
+
+No Powertools Tracer (as in the inference function): the X-Ray SDK would bring its own botocore
+into this zip and cost cold start; the function's active tracing still records its segments.
 """
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
@@ -15,13 +18,12 @@ from skyllama.adapters.aws.factory import lambda_settings
 from skyllama.http.app import create_app
 
 CORRELATION_ID = 'requestContext.requestId || headers."x-amzn-trace-id"'
-logger, metrics, tracer = Logger(), Metrics(namespace="skyllama"), Tracer()
+logger, metrics = Logger(), Metrics(namespace="skyllama")
 app = create_app(lambda_settings())
 asgi = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/x-ndjson"])
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID)
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """API Gateway (REST v1, HTTP API v2), Function URL or ALB event in, HTTP response out."""

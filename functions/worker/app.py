@@ -4,13 +4,16 @@ Each record is ``{"id", "type", "step"}``; the job's request and progress live i
 ``skyllama.services.jobs``). A pull or push stops ``job_reserve_seconds`` before the deadline and
 queues its continuation. A failed record is reported back (ReportBatchItemFailures) so SQS
 redelivers only it; after three receives it goes to the dead-letter queue.
+
+No Powertools Tracer (as in the inference function): the X-Ray SDK would bring its own botocore
+into this zip and cost cold start; the function's active tracing still records its segments.
 """
 
 import json
 import time
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -19,7 +22,7 @@ from skyllama.adapters.aws.factory import lambda_settings
 from skyllama.composition import build_services
 from skyllama.services.jobs import idempotent_runner
 
-logger, metrics, tracer = Logger(), Metrics(namespace="skyllama"), Tracer()
+logger, metrics = Logger(), Metrics(namespace="skyllama")
 services = build_services(lambda_settings())
 run, idempotency = idempotent_runner(services, table=services.settings.table, dynamodb=services.state.client,
                                      queue=services.extras.get("jobs"))
@@ -34,7 +37,6 @@ def record_handler(record: SQSRecord, lambda_context: Any) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context(correlation_id_path="Records[0].messageId")
-@tracer.capture_lambda_handler
 @metrics.log_metrics(raise_on_empty_metrics=False)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """An SQS event in; ``{"batchItemFailures": [...]}`` out."""
