@@ -8,14 +8,20 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 
-from serving import RunningServer, run_server
+from serving import RunningServer, free_port, run_server
+from skyllama.composition import build_services
 from skyllama.digests import Digest
+from skyllama.http.app import create_app
+from skyllama.http.server_timeouts import protocol_with_header_timeout
+from skyllama.settings import Settings
 
 IDLE = 0.6  # seconds a body may pause
 TOTAL = 1.5  # seconds a JSON body may take in all
@@ -27,8 +33,9 @@ def slow_server(models_dir: Path) -> Iterator[RunningServer]:
         yield server
 
 
-def _open(server: RunningServer, method: str, path: str, length: int, content_type: str) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
+def _open(server: RunningServer | int, method: str, path: str, length: int, content_type: str) -> socket.socket:
+    port = server if isinstance(server, int) else int(server.url.rsplit(":", 1)[1])
+    sock = socket.create_connection(("127.0.0.1", port))
     head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {length}\r\n\r\n")
     sock.sendall(head.encode())
@@ -127,7 +134,7 @@ def test_a_blob_upload_that_keeps_flowing_is_never_cut(slow_server: RunningServe
     assert slow_server.services.blobs.exists(Digest.parse(digest))
 
 
-def test_a_prompt_body_and_a_kept_alive_connection_are_unaffected(slow_server: RunningServer) -> None:
+def test_a_body_sent_at_once_and_a_kept_alive_connection_are_unaffected(slow_server: RunningServer) -> None:
     sock = _open(slow_server, "POST", "/api/show", 2, "application/json")
     sock.sendall(b"{}")
     first = _response(sock)
@@ -136,3 +143,27 @@ def test_a_prompt_body_and_a_kept_alive_connection_are_unaffected(slow_server: R
     sock.sendall(b"GET /api/version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert _response(sock).startswith(b"HTTP/1.1 200")
     sock.close()
+
+
+def test_skyllama_serve_protocol_closes_stalled_bodies_too(models_dir: Path) -> None:
+    """The same under the h11 protocol ``skyllama serve`` runs (header deadline included)."""
+    settings = Settings.from_env({}, models=models_dir, state_db=models_dir / "s.db",
+                                 body_idle_timeout=IDLE, body_timeout=TOTAL)
+    services = build_services(settings)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, services=services), host="127.0.0.1", port=port,
+                                           log_level="warning", http=protocol_with_header_timeout(5)))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        sock = _open(port, "POST", "/api/embed", 100, "application/json")
+        sock.sendall(b'{"model": ')
+        reply, _ = _reply_and_close(sock, within=IDLE + 3)
+        _assert_408(reply)
+        sock.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        services.close()
