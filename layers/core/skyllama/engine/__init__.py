@@ -11,7 +11,7 @@ __all__ = ["EngineModel", "FakeEngine", "FakeModel", "Generated", "LlamaModel", 
            "grammar_for_format", "load_llama"]
 
 _HOMES = {"EngineModel": "base", "FakeEngine": "fake", "FakeModel": "fake", "Generated": "base", "LlamaModel": "llama",
-          "LoadSpec": "base", "Sampling": "base", "StopMatcher": "base", "grammar_for_format": "llama",
+          "LoadSpec": "base", "Sampling": "base", "StopMatcher": "base", "grammar_for_format": "grammar",
           "load_llama": "llama"}
 
 

@@ -23,45 +23,25 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import json
 import math
 import os
 import random
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import llama_cpp
 import numpy as np
-from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
+from llama_cpp.llama_grammar import LlamaGrammar
 
 from ..errors import BadRequest
 from .base import Generated, LoadSpec, Sampling, StopMatcher, TokenLogprob, generation_limit, shift_window
+from .grammar import grammar_for_format  # noqa: F401 - its old home; built in pure Python now
 
 _KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
 # Packing a few short texts per decode is faster than one big ubatch (attention is quadratic in
 # the packed length): measured ~1.7x for all-MiniLM with 64 versus 512 on 2 cores.
 EMBED_PACK_TOKENS = 64
-
-
-def grammar_for_format(fmt: Any) -> str | None:
-    """GBNF for a request's ``format``: ``"json"``, a JSON schema object, or nothing.
-
-    Raises :class:`BadRequest` for anything else or a schema llama.cpp cannot turn into a grammar.
-    """
-    if fmt is None or fmt == "":
-        return None
-    if fmt == "json":
-        return JSON_GBNF
-    if not isinstance(fmt, dict):
-        raise BadRequest(f"invalid format: {json.dumps(fmt)[:80]}; expected \"json\" or a JSON schema")
-    try:
-        gbnf = json_schema_to_gbnf(json.dumps(fmt))
-        LlamaGrammar.from_string(gbnf, verbose=False)
-    except (AssertionError, ValueError, KeyError, TypeError, RecursionError, RuntimeError) as e:
-        raise BadRequest(f"invalid JSON schema in format: {e}") from None
-    return gbnf
 
 
 def physical_cores() -> int:

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..durations import parse_duration
 from ..engine.base import EngineModel, Generated, Sampling, TokenLogprob
+from ..engine.grammar import grammar_for_format
 from ..errors import BadRequest, InvalidOption
 from ..gguf_info import GGUFInfo
 from ..options import OPTIONS, parse_request_options
@@ -48,8 +49,6 @@ class Prepared:
 
 def prepare(catalog: Catalog, name: str, raw_options: Any, keep_alive: Any, fmt: Any = None) -> Prepared:
     """Look the model up (404) and check options, keep_alive and format (400). Blocking."""
-    from ..engine.llama import grammar_for_format
-
     model = catalog.get(name)
     options = parse_request_options(raw_options)
     predict = options.get("num_predict")
