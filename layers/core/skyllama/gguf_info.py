@@ -256,6 +256,8 @@ def read_gguf(path: Path | str) -> GGUFInfo:
             raw_tensors.append((name, shape, raw_type, offset))
         data_start = -(-cur.pos // alignment) * alignment
         info.tensors = _check_tensors(raw_tensors, data_start, size, alignment)
+        if not info.tensors:  # checked last, so the walk above still sees every crafted header (T-09)
+            raise InvalidModelFile("invalid GGUF file: it holds no tensors (no model weights)")  # T-36
         return info
 
 

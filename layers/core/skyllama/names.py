@@ -5,8 +5,14 @@
 Defaults fill what is missing: host ``registry.ollama.ai``, namespace ``library``, tag
 ``latest``. Each part starts with a letter, digit or ``_``; then letters, digits, ``_``, ``-``
 and ``.`` follow (no ``.`` in the namespace; the host may also hold ``:`` for a port). The host
-may be up to 350 characters, other parts up to 80. Names compare case-insensitively but keep the
+may be up to 255 characters, other parts up to 80. Names compare case-insensitively but keep the
 case they were written in.
+
+Ollama allows a 350-character host, but every part is a folder or file name under
+``manifests/`` and a file system refuses a name over 255 bytes (``File name too long``, which
+Ollama itself hits): the limit is checked here, once, so every route that takes a name (create,
+copy, pull, push, show, delete) answers the same 400 (T-36). Parts are ASCII, so characters are
+bytes; a DNS name is at most 253 characters anyway.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
 DEFAULT_TAG = "latest"
 
-_HOST_MAX = 350
+_HOST_MAX = 255  # a file name's limit (NAME_MAX); Ollama's 350 cannot be stored on disk
 _PART_MAX = 80
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from .wire_base import WireBase
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+class _Wire(WireBase):  # unknown fields ignored; lone surrogates refused (T-36)
+    pass
 
 
 class InferenceRequest(_Wire):

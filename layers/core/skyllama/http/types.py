@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ..errors import BadRequest
+from .wire_base import WireBase
 
 
-class WireModel(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+class WireModel(WireBase):  # unknown fields ignored; lone surrogates refused (T-36)
+    pass
 
 
 class NamedRequest(WireModel):

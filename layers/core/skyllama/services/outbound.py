@@ -10,6 +10,10 @@ the connection (rebinding) therefore cannot redirect the request.
 Rules, in order:
 
 - only ``http`` and ``https``;
+- a host that reads as an IPv4 address (its last label is a number) must be written as one in
+  canonical dotted-quad form: ``0177.0.0.1``, ``0x7f.1``, ``127.1`` or ``2130706433`` are refused
+  with a 400 (:class:`NonCanonicalAddress`), because the C resolver reads them as ``127.0.0.1``
+  while a name check or ``ipaddress`` would not (T-36);
 - never the Lambda runtime API (``AWS_LAMBDA_RUNTIME_API``), link-local addresses
   (169.254.0.0/16, fe80::/10, so instance metadata 169.254.169.254), ``fd00:ec2::254``,
   unspecified, multicast or reserved addresses;
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -47,6 +52,48 @@ class OutboundRefused(SkyllamaError):
     """The outbound policy forbids contacting this URL (nothing was sent)."""
 
     status = 403
+
+
+class NonCanonicalAddress(OutboundRefused):
+    """A registry address that does not parse, or whose host is an IPv4 address in a
+    non-canonical notation (octal, hex, short forms): a 400, the request itself is wrong."""
+
+    status = 400
+
+
+_NUMERIC_LABEL = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
+
+
+def require_canonical_host(host: str) -> str:
+    """``host`` (without a port) unchanged, or :class:`NonCanonicalAddress` when it would be
+    read as an IPv4 address but is not a canonical dotted quad. A host whose last label is a
+    number (decimal, octal or ``0x`` hex) is an address to ``inet_aton``, getaddrinfo and the
+    WHATWG URL parser, never a DNS name (no top-level domain is numeric)."""
+    bare = host.rstrip(".")
+    last = bare.rsplit(".", 1)[-1]
+    if ":" in bare or not _NUMERIC_LABEL.fullmatch(last):
+        return host  # a DNS name, or an IPv6 literal (``ipaddress`` reads those canonically)
+    try:
+        canonical = str(ipaddress.IPv4Address(bare))
+    except ValueError:
+        canonical = ""
+    if canonical != bare:
+        raise NonCanonicalAddress(f"host {host!r} is not a canonical address (write an IPv4 address "
+                                  "as four decimal numbers, e.g. 127.0.0.1)")
+    return host
+
+
+def parse_registry_url(text: str, base: httpx.URL | None = None) -> httpx.URL:
+    """A registry URL (``base`` joined with ``text`` for a redirect's Location), or a 400 when it
+    does not parse or its host is a non-canonical address, instead of httpx's ``InvalidURL``."""
+    try:
+        url = base.join(text) if base is not None else httpx.URL(text)
+    except (httpx.InvalidURL, ValueError, UnicodeError):
+        host = text.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+        require_canonical_host(host)  # the likelier cause: name it
+        raise NonCanonicalAddress(f"invalid registry address {text[:300]!r}") from None
+    require_canonical_host(url.host)
+    return url
 
 
 def _resolve(host: str, port: int) -> list[str]:
@@ -122,6 +169,7 @@ class OutboundPolicy:
         host = host.lower().rstrip(".")
         if scheme not in ("http", "https"):
             raise OutboundRefused(f"refusing outbound {scheme or 'unknown'} URL")
+        require_canonical_host(host)
         port = port or (443 if scheme == "https" else 80)
         literal = _parse_ip(host)
         runtime = self._runtime_api()

@@ -25,7 +25,7 @@ from .. import __version__
 from ..errors import NotFound, SkyllamaError
 from ..manifest import MANIFEST_MEDIA_TYPE, MAX_MANIFEST_BYTES
 from ..names import ModelName
-from .outbound import OutboundPolicy, OutboundRefused, PolicyTransport
+from .outbound import OutboundPolicy, OutboundRefused, PolicyTransport, parse_registry_url
 
 MAX_REDIRECTS = 10
 REDIRECTS = {301, 302, 303, 307, 308}
@@ -48,7 +48,7 @@ def parse_challenge(header: str) -> dict[str, str]:
 
 def registry_base(name: ModelName, insecure: bool) -> httpx.URL:
     """``https://host`` (``http://host`` with ``insecure``) for the name's registry."""
-    return httpx.URL(f"{'http' if insecure else 'https'}://{name.host}")
+    return parse_registry_url(f"{'http' if insecure else 'https'}://{name.host}")  # 400 for a bad host (T-36)
 
 
 def repo_path(name: ModelName) -> str:
@@ -121,7 +121,7 @@ class RegistryClient:
             hops += 1
             if not location or hops > MAX_REDIRECTS:
                 raise RegistryError("registry redirect without a location, or too many redirects")
-            target = url.join(location)
+            target = parse_registry_url(location, url)
             if target.scheme == "http" and url.scheme == "https" and not self.insecure:
                 raise OutboundRefused("refusing a redirect from https to http")
             url = target
@@ -129,7 +129,7 @@ class RegistryClient:
         return response
 
     async def _fetch_token(self, challenge: dict[str, str]) -> str:
-        realm = httpx.URL(challenge["realm"])
+        realm = parse_registry_url(challenge["realm"])
         same = (realm.host, realm.port) == (self.base.host, self.base.port)
         if not same and not self.policy.listed(realm.host):
             raise OutboundRefused(f"refusing token realm on another host ({realm.host})")
