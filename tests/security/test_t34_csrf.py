@@ -75,6 +75,14 @@ def test_disallowed_origins_get_403_on_every_method_and_change_nothing(open_serv
     assert _names(open_server) == before == {"tiny:latest"}  # nothing created, copied or deleted
 
 
+def test_a_second_origin_header_cannot_smuggle_a_page_in(open_server: RunningServer) -> None:
+    for pair in (["http://localhost:3000", "https://evil.example"], ["https://evil.example", "http://localhost:3000"]):
+        r = httpx.post(open_server.url + "/api/copy", json={"source": "tiny", "destination": "copied"},
+                       headers=[("Origin", pair[0]), ("Origin", pair[1])])
+        assert r.status_code == 403
+    assert _names(open_server) == {"tiny:latest"}
+
+
 def test_the_origin_check_runs_before_auth(models_dir: Path) -> None:
     with run_server(models_dir, auth="on") as server:
         assert httpx.get(server.url + "/api/tags").status_code == 401

@@ -119,6 +119,7 @@ def test_a_stalled_blob_upload_is_closed_and_keeps_nothing(slow_server: RunningS
     _assert_408(reply)
     sock.close()
     assert not slow_server.services.blobs.exists(Digest.parse(digest))
+    assert not list((slow_server.settings.models / "blobs").glob(".partial*"))  # the upload was aborted
 
 
 def test_a_blob_upload_that_keeps_flowing_is_never_cut(slow_server: RunningServer) -> None:

@@ -103,12 +103,12 @@ def _content_length(scope: Scope) -> int | None:
 def _simple_body_from_a_page(scope: Scope) -> bool:
     """Whether the body has a CORS-simple type and the request may come from a browser page on
     another site (an ``Origin``, or a ``Sec-Fetch-Site`` other than same-origin/none)."""
-    headers = dict(scope.get("headers", []))
-    essence = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
-    if essence not in SIMPLE_TYPES:
+    headers = scope.get("headers", [])
+    types = [v.decode("latin-1").split(";")[0].strip().lower() for k, v in headers if k == b"content-type"]
+    if not any(essence in SIMPLE_TYPES for essence in types):
         return False
-    fetch_site = headers.get(b"sec-fetch-site")
-    return b"origin" in headers or (fetch_site is not None and fetch_site.strip().lower() not in UNBROWSED_FETCH_SITES)
+    return any(k == b"origin" or (k == b"sec-fetch-site" and v.strip().lower() not in UNBROWSED_FETCH_SITES)
+               for k, v in headers)
 
 
 def _encoded(scope: Scope) -> bool:

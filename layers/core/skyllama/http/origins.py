@@ -79,9 +79,11 @@ class OriginCheckMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            headers = dict(scope.get("headers", []))
-            origin = headers.get(b"origin")
-            if origin is not None and not self.allows(origin.decode("latin-1"), headers.get(b"host", b"").decode("latin-1")):
+            headers = scope.get("headers", [])
+            host = next((v.decode("latin-1") for k, v in headers if k == b"host"), "")
+            origins = [v.decode("latin-1") for k, v in headers if k == b"origin"]
+            # every Origin header is checked: a later layer might read any one of them
+            if not all(self.allows(origin, host) for origin in origins):
                 body = json.dumps({"error": "origin not allowed (see OLLAMA_ORIGINS)"}).encode()
                 await send({"type": "http.response.start", "status": 403, "headers": [
                     (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
