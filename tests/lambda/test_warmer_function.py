@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from lambda_support import FakeAws, LambdaContext, invoke_http, load_event, load_function
 
+from skyllama.adapters.aws.capacity import LambdaWarmUps, WarmerControls
 from skyllama.services.fleet import INSTANCE_KIND
 from skyllama.timefmt import rfc3339
 
@@ -92,8 +93,15 @@ def lambda_api(fleet: dict[str, Any], monkeypatch: pytest.MonkeyPatch, seeded_aw
     for key, _item in state.query(INSTANCE_KIND):
         state.delete(INSTANCE_KIND, key)
     fake, ecs = LambdaApi({INFERENCE: fleet["inference"]}), seeded_aws.client("ecs")
-    monkeypatch.setattr(fleet["warmer"].boto3, "client", lambda service, **_kw: fake if service == "lambda" else ecs)
+    controls = WarmerControls.from_settings(fleet["warmer"].services.settings,
+                                            client=lambda service, **_kw: fake if service == "lambda" else ecs)
+    monkeypatch.setattr(fleet["warmer"], "controls", controls)
     return fake
+
+
+def warm_ups_only(lambda_api: LambdaApi) -> WarmerControls:
+    """The warm-up invocations through the fake, no capacity to set."""
+    return WarmerControls(LambdaWarmUps(lambda_api, INFERENCE, "live"), None, None)
 
 
 def generate(function: Any, keep_alive: Any) -> None:
@@ -192,8 +200,7 @@ def test_preloaded_models_are_kept_warm(fleet_env: dict[str, str], fleet: dict[s
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     warmer = load_function("warmer", env)
-    monkeypatch.setattr(warmer.boto3, "client", lambda service, **_kw: lambda_api)
-    monkeypatch.setattr(warmer, "capacities", lambda settings: [])
+    monkeypatch.setattr(warmer, "controls", warm_ups_only(lambda_api))
     result = warmer.handler(load_event("eventbridge-schedule"), LambdaContext("skyllama-warmer"))
     assert result["models"] == ["plain:1b", MODEL] and result["provisioned"] == 1
     [slot] = [call["event"]["models"] for call in lambda_api.invokes]
@@ -216,3 +223,23 @@ def test_warm_up_event_validation(fleet: dict[str, Any], lambda_api: LambdaApi, 
         {"name": "y:1b", "expires_at": "soon"}, {"name": 3}, ""]}, LambdaContext())
     assert result == {"warm": True, "models": {MODEL: "warm", "x:1b": "expired", "y:1b": "bad expires_at or keep_alive"}}
     assert handler({"source": "skyllama.warmer", "models": "nope"}, LambdaContext()) == {"warm": True, "models": {}}
+
+
+def test_a_bad_keep_alive_in_preload_is_skipped_and_the_rest_kept_warm(
+        fleet_env: dict[str, str], fleet: dict[str, Any], lambda_api: LambdaApi,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """One entry of SKYLLAMA_PRELOAD with a keep_alive that is no duration is skipped, with its
+    reason logged as a warning; the round goes on and keeps the other entries warm (it used to
+    raise InvalidDuration and stop every round)."""
+    env = {**fleet_env, "SKYLLAMA_PRELOAD": f"{MODEL}=bogus,all-minilm=10m"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    warmer = load_function("warmer", env)
+    monkeypatch.setattr(warmer, "controls", warm_ups_only(lambda_api))
+    result = warmer.handler(load_event("eventbridge-schedule"), LambdaContext("skyllama-warmer"))
+    assert result["models"] == ["all-minilm"] and result["provisioned"] == 0
+    [slot] = [call["event"]["models"] for call in lambda_api.invokes]
+    assert [(entry["name"], entry["keep_alive"]) for entry in slot] == [("all-minilm", 600)]
+    skipped = f"{MODEL}: SKYLLAMA_PRELOAD entry skipped: invalid duration 'bogus'"
+    assert skipped in result["reasons"]
+    assert skipped in [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]

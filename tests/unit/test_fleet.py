@@ -13,9 +13,11 @@ import pytest
 from ggufs import write_tiny_gguf
 from skyllama.composition import build_services
 from skyllama.engine.fake import FakeEngine
+from skyllama.keep_alive import KeepAlive
 from skyllama.services.fleet import (
     FOREVER_HEARTBEAT,
     INSTANCE_KIND,
+    InstanceRecord,
     InstanceRecorder,
     instance_id,
     live_records,
@@ -63,7 +65,7 @@ def test_a_request_records_the_model_with_its_expiry_and_unload_removes_it(fleet
 
     async def run() -> None:
         a = services.catalog.get("a")
-        async with one.acquire(a, {}, 600.0):
+        async with one.acquire(a, {}, KeepAlive.of_seconds(600)):
             pass
         [(key, record)] = records(services).items()
         assert key == f"i-1#{a.digest.hex}"
@@ -71,7 +73,7 @@ def test_a_request_records_the_model_with_its_expiry_and_unload_removes_it(fleet
         assert record["keep_alive"] == 600 and record["device"] == "cpu" and record["runtime"] == "lambda"
         assert record["size"] > 0 and record["context_length"] == 256
         clock.t += 120
-        async with one.acquire(a, {}, 600.0):  # refreshed on each request
+        async with one.acquire(a, {}, KeepAlive.of_seconds(600)):  # refreshed on each request
             pass
         assert records(services)[key]["model_expires_at"] == clock.t + 600
         clock.t += 601
@@ -88,16 +90,16 @@ def test_keep_alive_zero_ends_the_model_in_the_whole_fleet(fleet: Any) -> None:
 
     async def run() -> None:
         a, b = services.catalog.get("a"), services.catalog.get("b")
-        async with one.acquire(a, {}, math.inf):
+        async with one.acquire(a, {}, KeepAlive.FOREVER):
             pass
-        async with two.acquire(a, {}, math.inf):
+        async with two.acquire(a, {}, KeepAlive.FOREVER):
             pass
-        async with two.acquire(b, {}, 300.0):
+        async with two.acquire(b, {}, KeepAlive.of_seconds(300)):
             pass
         assert len(records(services)) == 3
         forever = records(services)[f"i-1#{a.digest.hex}"]
         assert forever["model_expires_at"] == -1 and forever["keep_alive"] == -1
-        async with one.acquire(a, {}, 0.0):  # keep_alive 0 on instance 1 unloads there...
+        async with one.acquire(a, {}, KeepAlive.UNLOAD_NOW):  # keep_alive 0 on instance 1 unloads there...
             pass
         assert one.ps() == []
         assert [r["model"] for r in records(services).values()] == ["b:latest"]  # ...and ends a everywhere
@@ -113,7 +115,7 @@ def test_a_model_kept_forever_needs_a_heartbeat(fleet: Any) -> None:
     services, clock, (one, _two) = fleet
 
     async def run() -> None:
-        async with one.acquire(services.catalog.get("a"), {}, math.inf):
+        async with one.acquire(services.catalog.get("a"), {}, KeepAlive.FOREVER):
             pass
         clock.t += FOREVER_HEARTBEAT - 1
         assert len(records(services)) == 1
@@ -149,3 +151,19 @@ def test_instance_id_names_the_lambda_execution_environment() -> None:
     stream = "2026/11/24/[$LATEST]0123456789abcdef0123456789abcdef"
     assert instance_id({"AWS_LAMBDA_LOG_STREAM_NAME": stream}) == "0123456789abcdef0123456789abcdef"
     assert instance_id({}) != instance_id({})  # elsewhere, a fresh id per process
+
+
+def test_an_instance_record_round_trips_through_its_item_and_a_malformed_item_is_none() -> None:
+    record = InstanceRecord(model="smollm2:135m", digest="ab" * 32, expires_at=math.inf, keep_alive=KeepAlive.FOREVER,
+                            size=100, size_vram=0, context_length=2048, details={"format": "gguf"},
+                            instance="i-1", runtime="lambda", function="fn", updated_at=1_800_000_000.5)
+    item = record.to_item()
+    assert item["model_expires_at"] == -1 and item["keep_alive"] == -1  # JSON and DynamoDB have no infinity
+    assert InstanceRecord.from_item(item) == record
+    assert record.store_ttl(1_800_000_000.0) == 1_800_000_000.0 + FOREVER_HEARTBEAT
+    finite = InstanceRecord.from_item({**item, "model_expires_at": 1_800_000_600, "keep_alive": 600})
+    assert finite is not None and finite.keep_alive == KeepAlive.of_seconds(600)
+    assert finite.store_ttl(1_800_000_000.0) == 1_800_000_600
+    for broken in ({"model": "bare:1b"}, {**item, "size": None}, {**item, "model_expires_at": "soon"},
+                   {**item, "keep_alive": "bogus"}, {**item, "digest": 7}, {**item, "size_vram": True}):
+        assert InstanceRecord.from_item(broken) is None

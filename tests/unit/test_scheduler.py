@@ -11,6 +11,7 @@ from ggufs import write_tiny_gguf
 from skyllama.composition import build_services
 from skyllama.engine.fake import FakeEngine
 from skyllama.errors import Busy
+from skyllama.keep_alive import KeepAlive
 from skyllama.services.scheduler import Scheduler
 from skyllama.settings import Settings
 
@@ -46,14 +47,14 @@ def test_keep_alive_expiry_and_lru(setup) -> None:
 
     async def run() -> None:
         a, b, c = (catalog.get(n) for n in "abc")
-        async with sched.acquire(a, {}, 10.0):
+        async with sched.acquire(a, {}, KeepAlive.of_seconds(10)):
             pass
         clock.t += 1
         async with sched.acquire(b, {}, None):
             pass
         assert [r["name"] for r in sched.ps()] == ["b:latest", "a:latest"]  # longest remaining first
         clock.t += 1
-        async with sched.acquire(a, {}, 10.0):  # a is now the most recently used
+        async with sched.acquire(a, {}, KeepAlive.of_seconds(10)):  # a is now the most recently used
             pass
         async with sched.acquire(c, {}, None):  # evicts b, the LRU
             pass
@@ -61,7 +62,7 @@ def test_keep_alive_expiry_and_lru(setup) -> None:
         clock.t += 11
         await sched.reap()
         assert [r["name"] for r in sched.ps()] == ["c:latest"]
-        async with sched.acquire(c, {}, 0.0):
+        async with sched.acquire(c, {}, KeepAlive.UNLOAD_NOW):
             pass
         assert sched.ps() == []
         assert len(engine.closed) == len(engine.loads) == 3

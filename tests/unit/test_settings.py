@@ -1,8 +1,8 @@
-import math
 from pathlib import Path
 
 import pytest
 
+from skyllama.keep_alive import KeepAlive
 from skyllama.settings import Settings, SettingsError, parse_host
 
 
@@ -27,7 +27,7 @@ def test_parse_host(value: str, expected: tuple[str, str, int]) -> None:
 def test_defaults() -> None:
     s = Settings.from_env({})
     assert s.address.url == "http://127.0.0.1:11434" and s.address.is_loopback
-    assert s.keep_alive == 300 and s.effective_max_loaded_models == 3 and s.effective_num_parallel == 1
+    assert s.keep_alive == KeepAlive(300) and s.effective_max_loaded_models == 3 and s.effective_num_parallel == 1
     assert s.max_queue == 512
     # never Ollama's own folder unless asked
     assert s.models == Path.home() / ".skyllama" / "models"
@@ -40,11 +40,11 @@ def test_ollama_names_are_read() -> None:
         "OLLAMA_ORIGINS": "http://a.example", "OLLAMA_CONTEXT_LENGTH": "2048",
     })
     assert s.address.port == 9999 and not s.address.is_loopback
-    assert s.models == Path("/tmp/m") and math.isinf(s.keep_alive)
+    assert s.models == Path("/tmp/m") and s.keep_alive.is_forever
     assert (s.max_loaded_models, s.num_parallel, s.max_queue) == (2, 4, 7)
     assert s.origins == "http://a.example" and s.context_length == 2048
-    assert Settings.from_env({"OLLAMA_KEEP_ALIVE": "1h30m"}).keep_alive == 5400
-    assert Settings.from_env({"OLLAMA_KEEP_ALIVE": "60"}).keep_alive == 60
+    assert Settings.from_env({"OLLAMA_KEEP_ALIVE": "1h30m"}).keep_alive == KeepAlive(5400)
+    assert Settings.from_env({"OLLAMA_KEEP_ALIVE": "60"}).keep_alive == KeepAlive(60)
 
 
 @pytest.mark.parametrize(

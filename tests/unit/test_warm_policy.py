@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from skyllama.services.warm_policy import WarmLimits, live_models, plan
+from skyllama.keep_alive import KeepAlive
+from skyllama.services.fleet import InstanceRecord
+from skyllama.services.warm_policy import (
+    WarmLimits,
+    live_models,
+    pinned_models,
+    plan,
+    warm_round,
+    warm_up_events,
+)
+from skyllama.settings import Settings
 
 T0 = 1_800_000_000.0
 LIMITS = WarmLimits(provision_after=3600.0, max_per_model=2, max_total=4)
 
 
-def record(model: str, keep_alive: float, at: float = T0, instance: str = "i-1", function: str = "fn") -> dict[str, Any]:
+def record(model: str, keep_alive: float, at: float = T0, instance: str = "i-1", function: str = "fn") -> InstanceRecord:
     """What an instance writes when a request with ``keep_alive`` ends at ``at`` (-1: forever)."""
-    return {"model": model, "instance": instance, "function": function, "keep_alive": keep_alive,
-            "model_expires_at": -1 if keep_alive < 0 else at + keep_alive}
+    asked = KeepAlive.of_seconds(keep_alive)
+    return InstanceRecord(model=model, digest="ab" * 32, expires_at=asked.expires_at(at), keep_alive=asked,
+                          size=1, size_vram=0, context_length=2048, instance=instance, function=function)
 
 
-def plan_at(now: float, records: list[dict[str, Any]], pinned: dict[str, float] | None = None,
+def plan_at(now: float, records: list[InstanceRecord], pinned: dict[str, KeepAlive] | None = None,
             limits: WarmLimits = LIMITS) -> Any:
     return plan(live_models(records, now), pinned or {}, limits, now)
 
@@ -63,7 +73,8 @@ def test_the_total_cost_guard_serves_the_longest_lived_models_first() -> None:
 
 
 def test_pinned_models_are_warmed_without_records() -> None:
-    warm = plan_at(T0, [], pinned={"smollm2:135m": math.inf, "all-minilm:latest": 300.0})
+    warm = plan_at(T0, [], pinned={"smollm2:135m": KeepAlive.FOREVER,
+                                          "all-minilm:latest": KeepAlive.of_seconds(300)})
     assert warm.warm == {"all-minilm:latest": 1, "smollm2:135m": 1}
     assert warm.provisioned == 1  # only the one pinned forever
     assert any("pinned by SKYLLAMA_PRELOAD" in r for r in warm.reasons)
@@ -75,3 +86,37 @@ def test_records_merge_per_model_with_the_latest_expiry_and_its_function() -> No
                record("gone", 60, at=T0 - 120)]
     [model] = live_models(records, T0)
     assert (model.name, model.expires_at, model.instances, model.function) == ("a", T0 + 900, 2, "streaming")
+
+
+def test_preload_entries_are_pinned_and_a_bad_keep_alive_is_skipped_with_its_reason() -> None:
+    """The warmer bug: one SKYLLAMA_PRELOAD entry that is no duration raised InvalidDuration and
+    stopped every round; now it is left out with why, and the other entries still count."""
+    pinned = pinned_models("smollm2:135m=bogus, all-minilm=10m, plain:1b, off:1b=0, kept:1b=-1",
+                           KeepAlive.of_seconds(300))
+    assert pinned.models == {"all-minilm": KeepAlive.of_seconds(600), "plain:1b": KeepAlive.of_seconds(300),
+                             "kept:1b": KeepAlive.FOREVER}  # keep_alive 0 pins nothing
+    assert pinned.skipped == ["smollm2:135m: SKYLLAMA_PRELOAD entry skipped: invalid duration 'bogus'"]
+
+
+def test_a_round_warms_what_is_live_and_pinned_with_the_wire_forms_of_keep_alive(tmp_path: Any) -> None:
+    settings = Settings.from_env({}, models=tmp_path, preload="smollm2:135m=bogus,all-minilm=10m", keep_alive="5m")
+    decided = warm_round([record("a", -1), record("b", 600)], settings, T0)
+    assert decided.plan.warm == {"a": 1, "all-minilm": 1, "b": 1} and decided.plan.provisioned == 1
+    assert decided.reasons[0] == "smollm2:135m: SKYLLAMA_PRELOAD entry skipped: invalid duration 'bogus'"
+    # a pinned model has no record, so no function of its own: the default inference function ("")
+    assert decided.events == [
+        ("", {"source": "skyllama.warmer", "models": [{"name": "all-minilm", "expires_at": T0 + 600,
+                                                        "keep_alive": 600}]}),
+        ("fn", {"source": "skyllama.warmer", "models": [{"name": "a", "expires_at": -1, "keep_alive": -1},
+                                                         {"name": "b", "expires_at": T0 + 600, "keep_alive": 600}]})]
+    summary = decided.summary(answered=1, actions=[])
+    assert summary["models"] == ["a", "all-minilm", "b"] and summary["reasons"] == decided.reasons
+
+
+def test_warm_up_events_carry_minus_one_for_forever() -> None:
+    models = live_models([record("a", -1), record("b", 600, instance="i-2")], T0)
+    decided = plan(models, {}, LIMITS, T0)
+    events = warm_up_events(decided, {m.name: (m.expires_at, m.keep_alive) for m in models})
+    assert events == [("fn", {"source": "skyllama.warmer", "models": [
+        {"name": "a", "expires_at": -1, "keep_alive": -1},
+        {"name": "b", "expires_at": T0 + 600, "keep_alive": 600}]})]

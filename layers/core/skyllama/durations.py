@@ -20,7 +20,7 @@ _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0
 _COMPONENT = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)")
 # Far enough for any keep_alive and still a valid timestamp everywhere (Ollama caps similarly).
-_MAX_SECONDS = 100 * 365 * 24 * 3600.0
+MAX_SECONDS = 100 * 365 * 24 * 3600.0
 
 
 def parse_go_duration(text: str) -> float:
@@ -64,7 +64,7 @@ def parse_duration(value: object) -> float:
         raise InvalidDuration(f"invalid duration of type {type(value).__name__}")
     if seconds < 0:
         return FOREVER
-    return min(seconds, _MAX_SECONDS) if seconds != FOREVER else FOREVER
+    return min(seconds, MAX_SECONDS) if seconds != FOREVER else FOREVER
 
 
 def format_duration(seconds: float) -> str:

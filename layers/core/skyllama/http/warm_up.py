@@ -2,20 +2,23 @@
 
 A Lambda instance is frozen between invocations, so the scheduler's expiry task cannot unload a
 model on time: :func:`reap` runs at the start of each invocation instead (lazy expiry). A warm-up
-names models with their fleet ``expires_at`` and ``keep_alive``; each is held until then, loaded
-first if this instance lost it, and its instance record is written again with the same expiry.
+names models with their fleet ``expires_at`` and ``keep_alive`` (in :mod:`skyllama.keep_alive`'s
+wire form, ``-1``: forever); each is held until then, loaded first if this instance lost it, and
+its instance record is written again with the same expiry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
 
 from ..composition import Services
+from ..errors import InvalidDuration
+from ..keep_alive import KeepAlive, expiry_from_wire
 from ..services import inference
 from .routes.inference import scheduler_of
 
@@ -33,8 +36,30 @@ def event_loop() -> asyncio.AbstractEventLoop:
         return loop
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
+@dataclass(frozen=True)
+class WarmUpEntry:
+    """One model a warm-up names, decoded from the warmer's event."""
+
+    name: str
+    until: float | None = None  # the fleet's expires_at (epoch seconds, inf: forever); None: keep_alive's own
+    keep_alive: KeepAlive | None = None  # the keep_alive to record; None: the default
+    refused: str = ""  # why it is not held ("" when it is)
+
+
+def decode_entry(entry: Any) -> WarmUpEntry | None:
+    """An entry of the event's ``models`` (``None`` without a usable name: ignored)."""
+    name = entry.get("name") if isinstance(entry, dict) else entry  # a bare name: the default keep_alive
+    if not isinstance(name, str) or not name:
+        return None
+    if not isinstance(entry, dict):
+        return WarmUpEntry(name)
+    expires, asked = entry.get("expires_at"), entry.get("keep_alive")
+    try:
+        until = None if expires is None else expiry_from_wire(expires)
+        keep_alive = None if asked is None else KeepAlive.from_wire(asked)
+    except InvalidDuration:
+        return WarmUpEntry(name, refused="bad expires_at or keep_alive")
+    return WarmUpEntry(name, until, keep_alive)
 
 
 async def reap(app: FastAPI) -> None:
@@ -54,21 +79,19 @@ async def warm_up(app: FastAPI, entries: Any, now: float | None = None) -> dict[
         return outcome
     now = svc.clock.now() if now is None else now
     for entry in entries[:MAX_WARM_MODELS]:
-        name = entry.get("name") if isinstance(entry, dict) else entry  # a bare name: the default keep_alive
-        if not isinstance(name, str) or not name:
+        decoded = decode_entry(entry)
+        if decoded is None:
             continue
-        expires = entry.get("expires_at") if isinstance(entry, dict) else None
-        asked = entry.get("keep_alive") if isinstance(entry, dict) else None
-        if not all(_is_number(v) for v in (expires, asked) if v is not None):
-            outcome[name] = "bad expires_at or keep_alive"
+        name = decoded.name
+        if decoded.refused:
+            outcome[name] = decoded.refused
             continue
-        until = None if expires is None else (math.inf if expires < 0 else float(expires))
-        if until is not None and until <= now:
+        if decoded.until is not None and decoded.until <= now:
             outcome[name] = "expired"  # the fleet's keep_alive ended: nothing to hold
             continue
         try:
-            prep = await asyncio.to_thread(inference.prepare, svc.catalog, name, None, asked)
-            async with scheduler_of(app).acquire(prep.model, prep.options, prep.keep_alive, until=until):
+            prep = await asyncio.to_thread(inference.prepare, svc.catalog, name, None, None)
+            async with scheduler_of(app).acquire(prep.model, prep.options, decoded.keep_alive, until=decoded.until):
                 pass
             outcome[name] = "warm"
         except Exception as e:  # noqa: BLE001 - one model failing must not stop the others

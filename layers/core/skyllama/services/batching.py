@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..engine.base import EngineModel
+from ..keep_alive import KeepAlive
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -55,7 +56,7 @@ class EmbedBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches_run = 0  # engine calls made for batches (tests and benchmarks read it)
 
-    async def embed(self, model: Any, options: dict[str, Any], keep_alive: float | None,
+    async def embed(self, model: Any, options: dict[str, Any], keep_alive: KeepAlive | None,
                     texts: list[str], *, truncate: bool) -> tuple[Vectors, int, int]:
         """Normalised vectors for ``texts``, their token count, and the batch's load time (ns)."""
         key = (model.digest.hex, json.dumps(options, sort_keys=True, default=str), keep_alive)
@@ -78,7 +79,7 @@ class EmbedBatcher:
         return [r for r in batch.requests if not r.future.done()]
 
     async def _run(self, key: tuple[Any, ...], batch: _Batch, model: Any, options: dict[str, Any],
-                   keep_alive: float | None) -> None:
+                   keep_alive: KeepAlive | None) -> None:
         started = time.perf_counter_ns()
         try:
             if self.wait:

@@ -18,11 +18,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..durations import parse_duration
 from ..engine.base import EngineModel, Generated, Sampling, TokenLogprob
 from ..engine.grammar import grammar_for_format
 from ..errors import BadRequest, InvalidOption
 from ..gguf_info import GGUFInfo
+from ..keep_alive import KeepAlive
 from ..options import OPTIONS, parse_request_options
 from ..timefmt import now_rfc3339
 from . import cancel as cancellation
@@ -42,7 +42,7 @@ class Prepared:
     options: dict[str, Any]
     sampling: Sampling
     grammar: str | None
-    keep_alive: float | None
+    keep_alive: KeepAlive | None
     capabilities: list[str]
     info: GGUFInfo | None
 
@@ -54,7 +54,7 @@ def prepare(catalog: Catalog, name: str, raw_options: Any, keep_alive: Any, fmt:
     predict = options.get("num_predict")
     if predict is not None and predict < -1:
         raise InvalidOption(f"invalid num_predict {predict}: use -1 (no limit) or a number >= 0")
-    ka = None if keep_alive is None else parse_duration(keep_alive)
+    ka = None if keep_alive is None else KeepAlive.parse(keep_alive)
     merged = {k: default for k, (_kind, default) in OPTIONS.items() if default is not None}
     merged.update({k: v for k, v in model.params.items() if k in OPTIONS})
     merged.update(options)
@@ -317,7 +317,7 @@ def _render_jinja(prep: Prepared, messages: list[dict[str, Any]], tools: list[An
 
 async def _load_or_unload(scheduler: Scheduler, prep: Prepared, name: str, empty: Event) -> AsyncIterator[Event]:
     """Empty prompt/messages: ``keep_alive`` 0 unloads now, anything else loads the model."""
-    if prep.keep_alive is not None and prep.keep_alive == 0:
+    if prep.keep_alive is not None and prep.keep_alive.unload_now:
         await scheduler.unload(prep.model)
         yield _chunk(name, **empty, done=True, done_reason="unload")
         return

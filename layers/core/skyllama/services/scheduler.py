@@ -5,9 +5,10 @@
   runner, a model created with another ``num_ctx`` is another model with its own runner, and the
   same model asked for with other load options replaces its runner once that is idle (as Ollama
   reloads).
-- ``keep_alive`` per request (default ``OLLAMA_KEEP_ALIVE``): ``0`` unloads as soon as the runner
-  is idle, ``inf`` (negative on the wire) never expires. The expiry is set when a request ends,
-  and a background task unloads idle runners on time.
+- ``keep_alive`` per request (a :class:`~skyllama.keep_alive.KeepAlive`, default
+  ``OLLAMA_KEEP_ALIVE``): ``0`` unloads as soon as the runner is idle, forever never expires. The
+  expiry (``KeepAlive.expires_at``) is set when a request ends, and a background task unloads idle
+  runners on time.
 - At most ``OLLAMA_MAX_LOADED_MODELS`` runners: a new one evicts the least recently used *idle*
   runner; when every runner is busy the request waits for one to become idle.
 - ``OLLAMA_NUM_PARALLEL`` (or the model's ``num_parallel`` PARAMETER) requests run at once per
@@ -30,22 +31,19 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from ..engine.base import EngineModel, LoadSpec
 from ..errors import Busy, InvalidOption
+from ..keep_alive import KeepAlive, ps_expires_at
 from ..options import OPTIONS
 from ..ports import Clock
 from ..settings import Settings
-from ..timefmt import rfc3339
 from .catalog import Catalog, Model
 
 log = logging.getLogger(__name__)
 
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
-# Go's time.Duration(math.MaxInt64): what Ollama adds to "now" for a runner that never expires.
-FOREVER_DELTA = timedelta(microseconds=(2**63 - 1) // 1000)
 
 Loader = Callable[[LoadSpec], EngineModel]
 BatchLoader = Callable[[LoadSpec, int], EngineModel]  # (spec, sequences): a model safe to share
@@ -74,8 +72,8 @@ class Runner:
     contexts: list[EngineModel] = field(default_factory=list)
     free: list[EngineModel] = field(default_factory=list)
     refs: int = 0  # requests committed to this runner (waiting or running)
-    keep_alive: float = 300.0
-    expires_at: float = math.inf
+    keep_alive: KeepAlive = KeepAlive(300.0)
+    expires_at: float = math.inf  # epoch seconds (KeepAlive.expires_at); inf: forever
     last_used: float = 0.0
     closed: bool = False
     shared: bool = False  # one batched context for every slot (``contexts[0]``)
@@ -162,7 +160,7 @@ class Scheduler:
             self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
         return self._cond
 
-    def _keep_alive(self, keep_alive: float | None) -> float:
+    def _keep_alive(self, keep_alive: KeepAlive | None) -> KeepAlive:
         return self.settings.keep_alive if keep_alive is None else keep_alive
 
     def _enter_queue(self) -> None:
@@ -171,7 +169,7 @@ class Scheduler:
         self._waiting += 1
 
     @asynccontextmanager
-    async def acquire(self, model: Model, options: dict[str, Any], keep_alive: float | None = None, *,
+    async def acquire(self, model: Model, options: dict[str, Any], keep_alive: KeepAlive | None = None, *,
                       until: float | None = None) -> AsyncIterator[Lease]:
         """Hold one slot of the runner for ``model`` (loading it if needed) for the block.
 
@@ -274,14 +272,14 @@ class Scheduler:
         runner.contexts.append(context)
         return context
 
-    async def _release_ref(self, runner: Runner, keep_alive: float | None, until: float | None = None) -> None:
+    async def _release_ref(self, runner: Runner, keep_alive: KeepAlive | None, until: float | None = None) -> None:
         cond = self._setup()
         async with cond:
             runner.refs -= 1
             runner.last_used = self.clock.now()
             runner.keep_alive = self._keep_alive(keep_alive)
             runner.expires_at = self._expiry(runner.keep_alive) if until is None else until
-            if runner.idle and runner.keep_alive <= 0:
+            if runner.idle and runner.keep_alive.unload_now:
                 await self._unload(runner)
             cond.notify_all()
         assert self._wake is not None
@@ -289,8 +287,8 @@ class Scheduler:
         if self.observer is not None and not runner.closed:
             await self.observer.used(runner)
 
-    def _expiry(self, keep_alive: float) -> float:
-        return math.inf if math.isinf(keep_alive) else self.clock.now() + max(keep_alive, 0.0)
+    def _expiry(self, keep_alive: KeepAlive) -> float:
+        return keep_alive.expires_at(self.clock.now())
 
     async def _unload(self, runner: Runner) -> None:
         """Forget ``runner`` and free its contexts (caller holds the condition)."""
@@ -313,7 +311,7 @@ class Scheduler:
         cond = self._setup()
         async with cond:
             for runner in [r for r in self._runners.values() if r.key[0] == model.digest.hex]:
-                runner.keep_alive = 0.0
+                runner.keep_alive = KeepAlive.UNLOAD_NOW
                 if runner.idle:
                     await self._unload(runner)
             cond.notify_all()
@@ -350,18 +348,14 @@ class Scheduler:
 
         gpu = _llama.supports_gpu() if self.loader is _llama.load_llama else False
         rows = []
-        now = datetime.now(tz=UTC)
+        now = time.time()  # wall time, as Ollama shows "forever" (now + Go's largest duration)
         for runner in sorted(self.loaded(), key=lambda r: r.expires_at, reverse=True):
-            if math.isinf(runner.expires_at):
-                expires = now + FOREVER_DELTA
-            else:
-                expires = datetime.fromtimestamp(runner.expires_at, tz=UTC)
             size = sum(c.memory_bytes() for c in runner.contexts)
             name = runner.model.name.display()
             running = runner.parallel - runner.sem._value  # slots held
             rows.append({
                 "name": name, "model": name, "size": size, "digest": runner.model.digest.hex,
-                "details": runner.model.details(), "expires_at": rfc3339(expires),
+                "details": runner.model.details(), "expires_at": ps_expires_at(runner.expires_at, now),
                 "size_vram": size if gpu and runner.spec.n_gpu_layers != 0 else 0,
                 "context_length": runner.spec.n_ctx,
                 # skyllama's own (clients ignore them): queue visibility per model
