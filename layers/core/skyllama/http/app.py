@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..composition import Services, build_services
+from ..services.sweep import start_sweeper
 from ..settings import Settings
 from .auth import install_auth
 from .errors import install_error_handlers
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.shutdown_hooks.append(start_sweeper(services))  # crash leftovers, now and periodically (T-37)
         if settings.preload:
             from .routes.inference import start_preload
 

@@ -2,7 +2,9 @@
 
 Bytes go to a temporary file in the same folder while they are hashed, then the file is renamed
 to its final name only when the digest checks out: a crash leaves at most a temporary file, which
-:meth:`LocalBlobStore.list` never reports and :meth:`sweep_partials` removes.
+:meth:`LocalBlobStore.list` never reports and :meth:`sweep_partials` removes (T-37): only files
+older than its ``older_than`` (their mtime, which every write refreshes) and never one that a
+writer of this store still holds open, however long that writer has been idle.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
+import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -35,6 +40,14 @@ class LocalBlobWriter(BlobWriter):
     @property
     def written(self) -> int:
         return self._written
+
+    @property
+    def temp_name(self) -> str:
+        return self._tmp.name
+
+    @property
+    def is_open(self) -> bool:
+        return self._file is not None
 
     def write(self, chunk: bytes) -> None:
         assert self._file is not None, "write after commit or abort"
@@ -66,6 +79,8 @@ class LocalBlobStore(BlobStore):
     def __init__(self, root: Path) -> None:
         self.folder = Path(root) / "blobs"
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._writers: weakref.WeakSet[LocalBlobWriter] = weakref.WeakSet()
+        self._writers_lock = threading.Lock()  # writers start in worker threads while a sweep lists them
 
     def _path(self, digest: Digest) -> Path:
         return self.folder / digest.filename
@@ -77,7 +92,10 @@ class LocalBlobStore(BlobStore):
             return None
 
     def writer(self, expected: Digest | None = None) -> BlobWriter:
-        return LocalBlobWriter(self.folder, expected)
+        writer = LocalBlobWriter(self.folder, expected)
+        with self._writers_lock:
+            self._writers.add(writer)  # weak: a writer dropped without commit/abort leaves a sweepable file
+        return writer
 
     def open(self, digest: Digest, offset: int = 0) -> BinaryIO:
         try:
@@ -108,13 +126,19 @@ class LocalBlobStore(BlobStore):
                 yield Digest(m.group(1))
 
     def sweep_partials(self, older_than: float = 0.0) -> int:
-        """Remove temporary files left by crashed writers (older than ``older_than`` seconds)."""
-        import time
-
+        """Remove temporary files left by crashed writers: older than ``older_than`` seconds and
+        not held by a writer that is still open in this process."""
+        with self._writers_lock:
+            live = {w.temp_name for w in list(self._writers) if w.is_open}
         removed = 0
         for entry in os.scandir(self.folder):
-            if entry.name.startswith(_PARTIAL_PREFIX):
-                if time.time() - entry.stat().st_mtime >= older_than:
-                    Path(entry.path).unlink(missing_ok=True)
-                    removed += 1
+            if not entry.name.startswith(_PARTIAL_PREFIX) or entry.name in live:
+                continue
+            try:
+                if time.time() - entry.stat().st_mtime < older_than:
+                    continue
+                Path(entry.path).unlink()
+            except FileNotFoundError:
+                continue  # committed or aborted meanwhile
+            removed += 1
         return removed
