@@ -7,7 +7,6 @@ environment at import time. A bad value stops start-up with a message naming the
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .durations import parse_duration
 from .errors import InvalidDuration
+from .keep_alive import KeepAlive
 
 DEFAULT_PORT = 11434
 
@@ -100,8 +100,8 @@ class Settings(BaseSettings):
                          validation_alias=AliasChoices("OLLAMA_MODELS", "models"),
                          description="Model folder in Ollama's layout (default ~/.skyllama/models; "
                                      "point it at ~/.ollama/models to share Ollama's).")
-    keep_alive: float = Field(300.0, validation_alias=AliasChoices("OLLAMA_KEEP_ALIVE", "keep_alive"),
-                              description="Default keep_alive: Go duration or seconds; negative = forever.")
+    keep_alive: KeepAlive = Field(KeepAlive(300.0), validation_alias=AliasChoices("OLLAMA_KEEP_ALIVE", "keep_alive"),
+                                  description="Default keep_alive: Go duration or seconds; negative = forever.")
     max_loaded_models: int = Field(0, ge=0, validation_alias=AliasChoices("OLLAMA_MAX_LOADED_MODELS",
                                                                           "max_loaded_models"),
                                    description="Models kept loaded at once (0 = 3 on CPU), LRU eviction.")
@@ -273,9 +273,19 @@ class Settings(BaseSettings):
         "auto", validation_alias=AliasChoices("SKYLLAMA_EMF_METRICS", "emf_metrics"),
         description="Print per-request CloudWatch EMF metrics to stdout: auto = only with backend=aws.")
 
-    @field_validator("keep_alive", "warm_provision_after", mode="before")
+    @field_validator("keep_alive", mode="before")
     @classmethod
-    def _keep_alive(cls, value: Any) -> float:
+    def _keep_alive(cls, value: Any) -> KeepAlive:
+        if isinstance(value, KeepAlive):
+            return value
+        try:
+            return KeepAlive.parse(value)
+        except InvalidDuration as e:
+            raise ValueError(str(e)) from e
+
+    @field_validator("warm_provision_after", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
         try:
             return parse_duration(value)
         except InvalidDuration as e:
@@ -350,7 +360,7 @@ class Settings(BaseSettings):
 
     @property
     def keep_alive_forever(self) -> bool:
-        return math.isinf(self.keep_alive)
+        return self.keep_alive.is_forever
 
     @classmethod
     def describe(cls) -> list[tuple[str, str, str]]:
