@@ -100,6 +100,16 @@ class GGUFInfo:
         return int(value) if isinstance(value, int) else None
 
     @property
+    def vocab_size(self) -> int | None:
+        """Token ids run 0 .. vocab_size-1: the length of ``tokenizer.ggml.tokens`` (skipped by
+        arithmetic when read, so known without loading the model); None when the file has none."""
+        length = self.array_lengths.get("tokenizer.ggml.tokens")
+        if length is not None:
+            return length
+        tokens = self.metadata.get("tokenizer.ggml.tokens")
+        return len(tokens) if isinstance(tokens, list) else None
+
+    @property
     def is_embedding_model(self) -> bool:
         """Encoder models (BERT family) or models that declare a pooling type are embedders."""
         return self.architecture in {"bert", "nomic-bert", "jina-bert-v2", "t5encoder", "modern-bert"} or (

@@ -4,6 +4,8 @@ One table lists every option, its type and its default; requests are checked aga
 of the wrong type is a 400, an unknown key is ignored with a warning, as Ollama does), and
 Modelfile parameters, which arrive as text, are converted with it (an unknown one is a 400).
 Precedence when running a model: request options over the model's PARAMETERs over defaults.
+Numeric values are also checked against their stated ranges (:mod:`skyllama.option_bounds`):
+request options, stored PARAMETERs merged under them, and parameters ``/api/create`` stores.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import math
 from typing import Any
 
 from .errors import InvalidOption
+from .option_bounds import OptionLimits, check_bounds
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,7 @@ def coerce_option(key: str, value: Any) -> Any:
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             return int(value)
     elif kind is float:
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        if isinstance(value, int | float) and not isinstance(value, bool) and _finite(value):
             return float(value)
     elif kind is list:
         if isinstance(value, str):
@@ -93,8 +96,17 @@ def coerce_option(key: str, value: Any) -> Any:
     raise InvalidOption(f"option {key!r} must be of type {_TYPE_NAMES[kind]}")
 
 
-def parse_request_options(raw: Any) -> dict[str, Any]:
-    """Validate a request's ``options`` object; unknown keys are logged and dropped."""
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too big for a float (JSON allows 1 followed by 400 zeros)
+        return False
+
+
+def parse_request_options(raw: Any, limits: OptionLimits | None = None) -> dict[str, Any]:
+    """Validate a request's ``options`` object; unknown keys are logged and dropped.
+
+    With ``limits``, numeric values are also checked against their bounds (400 outside)."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -107,7 +119,36 @@ def parse_request_options(raw: Any) -> dict[str, Any]:
         coerced = coerce_option(key, value)
         if coerced is not None:
             out[key] = coerced
+    if limits is not None:
+        check_bounds(out, limits)
     return out
+
+
+STORED_HINT = " (a value stored in the model: override it in the request's options, or recreate the model)"
+
+
+def effective_options(stored: dict[str, Any], request: dict[str, Any], limits: OptionLimits) -> dict[str, Any]:
+    """Defaults, then the model's stored PARAMETERs, then the (already checked) request options.
+
+    Stored values are checked again, type and bound, because a model written by an older release
+    (or by hand) may hold anything. A bad one the request does not override is a 400, never a
+    value handed to the engine.
+    """
+    merged = {k: default for k, (_kind, default) in OPTIONS.items() if default is not None}
+    kept: dict[str, Any] = {}
+    for key, value in stored.items():
+        if key not in OPTIONS or key in request:
+            continue
+        try:
+            coerced = coerce_option(key, value)
+        except InvalidOption as e:
+            raise InvalidOption(e.message + STORED_HINT) from None
+        if coerced is not None:
+            kept[key] = coerced
+    check_bounds(kept, limits, source="model parameter", hint=STORED_HINT)
+    merged.update(kept)
+    merged.update(request)
+    return merged
 
 
 def parse_parameter_text(key: str, text: str) -> Any:
@@ -148,8 +189,9 @@ def merge_parameters(items: list[tuple[str, Any]]) -> dict[str, Any]:
     return params
 
 
-def validate_parameters(raw: Any) -> dict[str, Any]:
-    """``/api/create``'s ``parameters`` object: typed, unknown names are a 400."""
+def validate_parameters(raw: Any, limits: OptionLimits | None = None) -> dict[str, Any]:
+    """``/api/create``'s ``parameters`` object: typed, unknown names are a 400; with ``limits``,
+    a value outside its bound is a 400 too, so a model never stores what would fail at run time."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -162,7 +204,18 @@ def validate_parameters(raw: Any) -> dict[str, Any]:
             else coerce_option(key, value)
         if coerced is not None:
             items.append((key, coerced))
-    return merge_parameters(items)
+    params = merge_parameters(items)
+    if limits is not None:
+        check_bounds(params, limits, source="parameter")
+    return params
+
+
+def validate_stored_parameters(params: dict[str, Any], limits: OptionLimits) -> dict[str, Any]:
+    """The parameters a create will store, its base model's included: known ones typed and within
+    bounds (400 otherwise); names this release does not know (a newer Ollama's) are kept as they are,
+    since nothing reads them."""
+    checked = validate_parameters({k: v for k, v in params.items() if k in OPTIONS}, limits)
+    return {k: checked.get(k, v) for k, v in params.items() if k in checked or k not in OPTIONS}
 
 
 def format_parameters(params: dict[str, Any]) -> str:

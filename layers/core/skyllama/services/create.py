@@ -2,9 +2,11 @@
 
 Creating is two steps. :func:`plan_create` checks everything a client can get wrong (name,
 digests, file names, that blobs exist and GGUF headers are sound) and raises a 4xx before any
-byte of the response is sent. :func:`run_create` then writes the new layers and, last, the
-manifest, yielding Ollama's progress events; a failure before the manifest leaves no model
-behind (unreferenced small blobs are harmless and shared by content).
+byte of the response is sent. That includes what would only fail later (T-38): a TEMPLATE that
+does not parse, adapters the engine cannot apply, more than one model GGUF, and parameters outside
+their bounds (:mod:`skyllama.option_bounds`), the base model's included. :func:`run_create` then
+writes the new layers and, last, the manifest, yielding Ollama's progress events; a failure before
+the manifest leaves no model behind (unreferenced small blobs are harmless and shared by content).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from ..manifest import (
 )
 from ..modelfile import parse_modelfile
 from ..names import ModelName
-from ..options import validate_parameters
+from ..option_bounds import OptionLimits
+from ..options import validate_parameters, validate_stored_parameters
 from . import ownership
 from .catalog import Catalog
 
@@ -55,7 +58,6 @@ class CreatePlan:
     base_layers: list[Layer] = field(default_factory=list)  # layers kept from `from`
     gguf_files: list[tuple[str, Digest]] = field(default_factory=list)
     source_files: dict[str, Digest] = field(default_factory=dict)  # safetensors & co, to convert
-    adapters: list[Digest] = field(default_factory=list)
     template: str | None = None
     system: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -76,8 +78,16 @@ def _blob_ref(value: str) -> Digest | None:
     return None
 
 
-def plan_create(catalog: Catalog, request: dict[str, Any]) -> CreatePlan:
-    """Validate a create request (JSON or Modelfile form) and resolve what it refers to."""
+ADAPTERS_UNSUPPORTED = ("ADAPTER is not supported by this server yet: its engine does not apply LoRA "
+                        "adapters, so the model would run without it")
+
+
+def plan_create(catalog: Catalog, request: dict[str, Any], limits: OptionLimits | None = None) -> CreatePlan:
+    """Validate a create request (JSON or Modelfile form) and resolve what it refers to.
+
+    ``limits`` (from the server's settings; the defaults otherwise) bound the stored parameters.
+    """
+    limits = limits or OptionLimits()
     if request.get("path") and not request.get("modelfile"):
         raise BadRequest("the 'path' field is not supported: upload files as blobs and name them in 'files'")
     if isinstance(request.get("modelfile"), str) and request["modelfile"].strip():
@@ -88,7 +98,9 @@ def plan_create(catalog: Catalog, request: dict[str, Any]) -> CreatePlan:
         raise BadRequest("missing model name")
     plan = CreatePlan(name=ModelName.parse(name_text))
     ownership.check_write(plan.name)
-    request_params = validate_parameters(request.get("parameters"))
+    request_params = validate_parameters(request.get("parameters"), limits)
+    if request.get("adapters") or request.get("adapters_from"):  # Modelfile ADAPTER lines: adapters_from
+        raise BadRequest(ADAPTERS_UNSUPPORTED)
     plan.messages = _validate_messages(request.get("messages"))
     plan.licenses = _validate_license(request.get("license"))
 
@@ -114,19 +126,17 @@ def plan_create(catalog: Catalog, request: dict[str, Any]) -> CreatePlan:
             plan.params = dict(base.params)
     if files:
         _plan_files(catalog, plan, files)
-    adapters = request.get("adapters") or {}
-    if not isinstance(adapters, dict):
-        raise BadRequest("'adapters' must map file names to digests")
-    for file_name, digest_text in adapters.items():
-        validate_file_name(file_name)
-        plan.adapters.append(_existing_blob(catalog, digest_text))
-
     for key in ("template", "system"):
         value = request.get(key)
         if value is not None and not isinstance(value, str):
             raise BadRequest(f"'{key}' must be a string")
         setattr(plan, key, value)
+    if plan.template:
+        _check_template(plan.template)
     plan.params.update(request_params)
+    # What the model will store: a base model's parameters (an older release may have written
+    # anything) are held to the same bounds, unless this request replaces them.
+    plan.params = validate_stored_parameters(plan.params, limits)
     quantize = request.get("quantize") or request.get("quantization")
     if quantize is not None:
         if not isinstance(quantize, str):
@@ -134,6 +144,13 @@ def plan_create(catalog: Catalog, request: dict[str, Any]) -> CreatePlan:
         plan.quantize = quantize
         _check_quantize(catalog, plan)
     return plan
+
+
+def _check_template(template: str) -> None:
+    """A TEMPLATE layer is a Go template: one that does not parse would fail every request."""
+    from ..templates.gotemplate import parse
+
+    parse(template)  # TemplateError is a 400 with Go's message
 
 
 def _check_quantize(catalog: Catalog, plan: CreatePlan) -> None:
@@ -186,6 +203,10 @@ def _plan_files(catalog: Catalog, plan: CreatePlan, files: object) -> None:
         raise BadRequest("mixing GGUF and safetensors files in one create is not supported")
     for _file_name, digest in plan.gguf_files:
         catalog.gguf_info(digest)  # validates the header now, before anything is written
+    weights = [n for n, d in plan.gguf_files if not _is_projector(catalog, n, d)]
+    if len(weights) > 1:  # only one model layer is ever loaded: the others would be dropped silently
+        raise BadRequest(f"more than one model GGUF in 'files' ({', '.join(sorted(weights)[:4])}): "
+                         "split GGUFs are not supported; merge them first")
     if plan.source_files:
         _check_source_files(catalog, plan.source_files)
 
@@ -266,9 +287,6 @@ def _run_create(catalog: Catalog, plan: CreatePlan, created: set[Digest]) -> Ite
     if plan.quantize:
         yield from _quantize(catalog, plan, layers, created)
         replaced.add(MEDIA_MODEL)  # the base model's unquantized weights are not kept
-    for digest in plan.adapters:
-        replaced.add(MEDIA_ADAPTER)
-        yield from add_blob(MEDIA_ADAPTER, digest, blobs.size(digest) or 0)
 
     def add_text(media_type: str, data: bytes) -> Iterator[Event]:
         digest = Digest.of_bytes(data)

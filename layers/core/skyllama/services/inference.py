@@ -23,7 +23,8 @@ from ..engine.grammar import grammar_for_format
 from ..errors import BadRequest, InvalidOption
 from ..gguf_info import GGUFInfo
 from ..keep_alive import KeepAlive
-from ..options import OPTIONS, parse_request_options
+from ..option_bounds import OptionLimits, check_context_tokens, native_seed
+from ..options import effective_options, parse_request_options
 from ..timefmt import now_rfc3339
 from . import cancel as cancellation
 from .catalog import Catalog, Model
@@ -47,20 +48,26 @@ class Prepared:
     info: GGUFInfo | None
 
 
-def prepare(catalog: Catalog, name: str, raw_options: Any, keep_alive: Any, fmt: Any = None) -> Prepared:
-    """Look the model up (404) and check options, keep_alive and format (400). Blocking."""
+def prepare(catalog: Catalog, name: str, raw_options: Any, keep_alive: Any, fmt: Any = None,
+            limits: OptionLimits | None = None) -> Prepared:
+    """Look the model up (404) and check options, keep_alive and format (400). Blocking.
+
+    Options are checked against their bounds (``limits``: from the server's settings) twice: the
+    request's own, then the model's stored PARAMETERs that the request leaves in force."""
+    limits = limits or OptionLimits()
     model = catalog.get(name)
-    options = parse_request_options(raw_options)
-    predict = options.get("num_predict")
-    if predict is not None and predict < -1:
-        raise InvalidOption(f"invalid num_predict {predict}: use -1 (no limit) or a number >= 0")
+    options = parse_request_options(raw_options, limits)
     ka = None if keep_alive is None else KeepAlive.parse(keep_alive)
-    merged = {k: default for k, (_kind, default) in OPTIONS.items() if default is not None}
-    merged.update({k: v for k, v in model.params.items() if k in OPTIONS})
-    merged.update(options)
+    merged = effective_options(model.params, options, limits)
+    merged["seed"] = native_seed(merged["seed"])  # llama.cpp's seed is a uint32
     layer = model.model_layer
     return Prepared(model, options, Sampling.from_options(merged), grammar_for_format(fmt), ka,
                     catalog.capabilities(model), catalog.gguf_info(layer.digest) if layer else None)
+
+
+def _limits(scheduler: Scheduler) -> OptionLimits:
+    """The option bounds this server's settings imply (T-31)."""
+    return OptionLimits.from_settings(scheduler.settings)
 
 
 def check_images(images: list[str] | None, prepared: Prepared, name: str) -> list[bytes]:
@@ -215,10 +222,13 @@ async def generate(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncGen
     check_caps(scheduler.settings, req)
     if req.raw and (req.template or req.system or req.context):
         raise BadRequest("raw mode does not support template, system, or context")
-    prep = await asyncio.to_thread(prepare, catalog, name, req.options, req.keep_alive, req.format)
+    prep = await asyncio.to_thread(prepare, catalog, name, req.options, req.keep_alive, req.format,
+                                    _limits(scheduler))
     prep.sampling.shift = req.shift is not False  # Ollama's default: shift the context when full
     if "embedding" in prep.capabilities and "completion" not in prep.capabilities:
         raise BadRequest(f'"{name}" does not support generate')
+    # token ids go to llama.cpp's vocabulary lookup (std::vector::at): out of range aborts the process
+    check_context_tokens(req.context, prep.info.vocab_size if prep.info else None, _limits(scheduler))
     check_images(req.images, prep, name)
     if req.suffix and not req.raw:
         require(prep, name, "insert")
@@ -336,7 +346,8 @@ async def chat(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncGenerat
     started = time.perf_counter_ns()
     name = req.model
     check_caps(scheduler.settings, req)
-    prep = await asyncio.to_thread(prepare, catalog, name, req.options, req.keep_alive, req.format)
+    prep = await asyncio.to_thread(prepare, catalog, name, req.options, req.keep_alive, req.format,
+                                    _limits(scheduler))
     prep.sampling.shift = req.shift is not False  # Ollama's default: shift the context when full
     if "embedding" in prep.capabilities and "completion" not in prep.capabilities:
         raise BadRequest(f'"{name}" does not support chat')
@@ -400,7 +411,8 @@ async def chat(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncGenerat
 async def embed(catalog: Catalog, scheduler: Scheduler, req: Any) -> Event:
     """``/api/embed``: L2-normalised vectors (cut to ``dimensions`` and re-normalised if asked)."""
     started = time.perf_counter_ns()
-    prep = await asyncio.to_thread(prepare, catalog, req.model, req.options, req.keep_alive)
+    prep = await asyncio.to_thread(prepare, catalog, req.model, req.options, req.keep_alive, None,
+                                    _limits(scheduler))
     inputs = [req.input] if isinstance(req.input, str) and req.input else list(req.input or [])
     if isinstance(req.input, str) and not req.input:
         inputs = []
@@ -422,7 +434,8 @@ async def embed(catalog: Catalog, scheduler: Scheduler, req: Any) -> Event:
 
 async def embeddings(catalog: Catalog, scheduler: Scheduler, req: Any) -> Event:
     """``/api/embeddings`` (legacy): one raw, un-normalised vector."""
-    prep = await asyncio.to_thread(prepare, catalog, req.model, req.options, req.keep_alive)
+    prep = await asyncio.to_thread(prepare, catalog, req.model, req.options, req.keep_alive, None,
+                                    _limits(scheduler))
     async with scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
         if not req.prompt:
             return {"embedding": []}

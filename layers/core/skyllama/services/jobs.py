@@ -82,9 +82,10 @@ def new_job(state: StateStore, job_type: str, request: dict[str, Any], *, now: f
 
 def submit_create(services: Any, request: dict[str, Any], queue: JobQueue) -> str:
     """Validate a create request now (a 4xx before anything is queued), then queue it as a job."""
+    from ..option_bounds import OptionLimits
     from .create import plan_create
 
-    plan_create(services.catalog, request)
+    plan_create(services.catalog, request, OptionLimits.from_settings(services.settings))
     job_id = new_job(services.state, "create", request, now=services.clock.now())
     queue.send({"id": job_id, "type": "create"})
     return job_id
@@ -215,11 +216,12 @@ def _events(services: Any, record: dict[str, Any], deadline: float | None) -> It
         return
     if record.get("type") != "create":
         raise BadRequest(f"unknown job type {str(record.get('type'))[:40]!r}")
+    from ..option_bounds import OptionLimits
     from .create import plan_create, run_create
 
     if int(record.get("attempts", 1)) > 1:
         yield {"status": f"resuming (attempt {record['attempts']})"}
-    plan = plan_create(services.catalog, dict(record["request"]))
+    plan = plan_create(services.catalog, dict(record["request"]), OptionLimits.from_settings(services.settings))
     yield from run_create(services.catalog, plan)
 
 

@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..engine.base import EngineModel, LoadSpec
-from ..errors import Busy, InvalidOption
+from ..errors import Busy
 from ..keep_alive import KeepAlive, ps_expires_at
-from ..options import OPTIONS
+from ..option_bounds import OptionLimits, check_bounds
+from ..options import effective_options
 from ..ports import Clock
 from ..settings import Settings
 from .catalog import Catalog, Model
@@ -125,10 +126,10 @@ class Scheduler:
 
     def plan(self, model: Model, options: dict[str, Any]) -> tuple[LoadSpec, int]:
         """The load spec and parallel slots for ``model`` with request ``options``."""
-        if "num_ctx" in options and options["num_ctx"] > self.settings.max_num_ctx:
-            raise InvalidOption(f"num_ctx {options['num_ctx']} exceeds the maximum {self.settings.max_num_ctx}")
-        merged = {k: v for k, v in model.params.items() if k in OPTIONS}
-        merged.update(options)
+        # Checked again here, whoever the caller is: these values go straight to llama.cpp (T-31).
+        limits = OptionLimits.from_settings(self.settings)
+        check_bounds(options, limits)
+        merged = effective_options(model.params, options, limits)
         layer = model.model_layer
         info = self.catalog.gguf_info(layer.digest) if layer else None
         train_ctx = info.context_length if info and info.context_length else None

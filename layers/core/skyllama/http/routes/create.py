@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from ...option_bounds import OptionLimits
 from ...services.create import plan_create, run_create
 from ...services.jobs import follow_job, submit_or_attach
 from ..deps import Svc
@@ -22,7 +23,7 @@ router = APIRouter()
 @router.post("/api/create")
 async def create(req: CreateRequest, svc: Svc) -> Response:
     request = req.as_request()
-    plan = await in_thread(plan_create, svc.catalog, request)
+    plan = await in_thread(plan_create, svc.catalog, request, OptionLimits.from_settings(svc.settings))
     queue = svc.extras.get("jobs")
     if queue is not None and (plan.source_files or plan.quantize):
         job_id = await in_thread(submit_or_attach, svc, "create", request, queue)
