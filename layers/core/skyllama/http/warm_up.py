@@ -90,7 +90,8 @@ async def warm_up(app: FastAPI, entries: Any, now: float | None = None) -> dict[
             outcome[name] = "expired"  # the fleet's keep_alive ended: nothing to hold
             continue
         try:
-            prep = await asyncio.to_thread(inference.prepare, svc.catalog, name, None, None)
+            prep = await asyncio.to_thread(inference.prepare, svc.catalog, name, None, None, None,
+                                           inference.limits_of(scheduler_of(app)))
             async with scheduler_of(app).acquire(prep.model, prep.options, decoded.keep_alive, until=decoded.until):
                 pass
             outcome[name] = "warm"

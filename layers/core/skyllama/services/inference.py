@@ -65,7 +65,7 @@ def prepare(catalog: Catalog, name: str, raw_options: Any, keep_alive: Any, fmt:
                     catalog.capabilities(model), catalog.gguf_info(layer.digest) if layer else None)
 
 
-def _limits(scheduler: Scheduler) -> OptionLimits:
+def limits_of(scheduler: Scheduler) -> OptionLimits:
     """The option bounds this server's settings imply (T-31)."""
     return OptionLimits.from_settings(scheduler.settings)
 
@@ -223,12 +223,12 @@ async def generate(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncGen
     if req.raw and (req.template or req.system or req.context):
         raise BadRequest("raw mode does not support template, system, or context")
     prep = await asyncio.to_thread(prepare, catalog, name, req.options, req.keep_alive, req.format,
-                                    _limits(scheduler))
+                                    limits_of(scheduler))
     prep.sampling.shift = req.shift is not False  # Ollama's default: shift the context when full
     if "embedding" in prep.capabilities and "completion" not in prep.capabilities:
         raise BadRequest(f'"{name}" does not support generate')
     # token ids go to llama.cpp's vocabulary lookup (std::vector::at): out of range aborts the process
-    check_context_tokens(req.context, prep.info.vocab_size if prep.info else None, _limits(scheduler))
+    check_context_tokens(req.context, prep.info.vocab_size if prep.info else None, limits_of(scheduler))
     check_images(req.images, prep, name)
     if req.suffix and not req.raw:
         require(prep, name, "insert")
@@ -347,7 +347,7 @@ async def chat(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncGenerat
     name = req.model
     check_caps(scheduler.settings, req)
     prep = await asyncio.to_thread(prepare, catalog, name, req.options, req.keep_alive, req.format,
-                                    _limits(scheduler))
+                                    limits_of(scheduler))
     prep.sampling.shift = req.shift is not False  # Ollama's default: shift the context when full
     if "embedding" in prep.capabilities and "completion" not in prep.capabilities:
         raise BadRequest(f'"{name}" does not support chat')
@@ -412,7 +412,7 @@ async def embed(catalog: Catalog, scheduler: Scheduler, req: Any) -> Event:
     """``/api/embed``: L2-normalised vectors (cut to ``dimensions`` and re-normalised if asked)."""
     started = time.perf_counter_ns()
     prep = await asyncio.to_thread(prepare, catalog, req.model, req.options, req.keep_alive, None,
-                                    _limits(scheduler))
+                                    limits_of(scheduler))
     inputs = [req.input] if isinstance(req.input, str) and req.input else list(req.input or [])
     if isinstance(req.input, str) and not req.input:
         inputs = []
@@ -435,7 +435,7 @@ async def embed(catalog: Catalog, scheduler: Scheduler, req: Any) -> Event:
 async def embeddings(catalog: Catalog, scheduler: Scheduler, req: Any) -> Event:
     """``/api/embeddings`` (legacy): one raw, un-normalised vector."""
     prep = await asyncio.to_thread(prepare, catalog, req.model, req.options, req.keep_alive, None,
-                                    _limits(scheduler))
+                                    limits_of(scheduler))
     async with scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
         if not req.prompt:
             return {"embedding": []}

@@ -53,7 +53,8 @@ async def _preload(app: FastAPI) -> None:
     sched = scheduler_of(app)
     for name, keep_alive in parse_model_map(svc.settings.preload).items():
         try:
-            prep = await asyncio.to_thread(inference.prepare, svc.catalog, name, None, keep_alive or None)
+            prep = await asyncio.to_thread(inference.prepare, svc.catalog, name, None, keep_alive or None, None,
+                                           inference.limits_of(sched))
             async with sched.acquire(prep.model, prep.options, prep.keep_alive):
                 pass
             log.info("preloaded %s", name)
