@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from serving import RunningServer
-from skyllama.demo import SMOLLM2_NAME
+from skyllama.demo import SMOLLM2_NAME, smollm2_gguf
 from skyllama.demo_embed import MINILM_NAME
 from skyllama.digests import Digest
 from skyllama.manifest import MEDIA_PARAMS, Layer, Manifest
@@ -143,3 +144,23 @@ def test_stored_value_of_the_wrong_type_is_400_not_500(client: httpx.Client, dem
     name = _legacy_model(demo_server, {"num_ctx": "lots"})
     r = client.post("/api/generate", json={"model": name, "prompt": "Hi", "stream": False})
     assert r.status_code == 400 and "num_ctx" in r.json()["error"]
+
+
+def test_special_token_id_past_the_vocabulary_in_a_gguf_is_not_detokenized(
+        client: httpx.Client, demo_server: RunningServer, tmp_path: Path) -> None:
+    """A GGUF without a TEMPLATE layer renders its own chat template with its bos/eos tokens: a
+    crafted ``tokenizer.ggml.bos_token_id`` past the vocabulary must not reach llama.cpp."""
+    data = bytearray(smollm2_gguf().read_bytes())
+    key = b"tokenizer.ggml.bos_token_id"
+    at = data.index(key) + len(key)
+    assert data[at:at + 4] == (4).to_bytes(4, "little")  # a uint32 value follows
+    data[at + 4:at + 8] = (10**9).to_bytes(4, "little")
+    crafted = tmp_path / "crafted.gguf"
+    crafted.write_bytes(bytes(data))
+    digest = demo_server.services.blobs.put_file(crafted)
+    r = client.post("/api/create", json={"model": "crafted", "files": {"crafted.gguf": str(digest)}, "stream": False})
+    assert r.status_code == 200, r.text
+    chat = client.post("/api/chat", json={"model": "crafted", "messages": [{"role": "user", "content": "Hi"}],
+                                          "stream": False, "options": {"num_predict": 2}})
+    assert chat.status_code == 200, chat.text
+    _still_serving(client)
