@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 import httpx
@@ -102,7 +102,7 @@ def test_the_server_answers_while_huge_schemas_are_refused(demo_server: RunningS
     assert worst < 0.1, f"/api/version took {worst * 1000:.0f} ms while a schema was being checked"
 
 
-class Colour(str, Enum):
+class Colour(StrEnum):
     red = "red"
     green = "green"
     blue = "blue"

@@ -148,6 +148,13 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(20 << 20, ge=1024, validation_alias=AliasChoices("SKYLLAMA_MAX_IMAGE_BYTES",
                                                                                  "max_image_bytes"),
                                  description="Largest decoded image.")
+    # 1 MiB: the largest num_ctx (131072 tokens) at a generous 8 bytes a token. llama.cpp's
+    # tokenizer slows down quadratically with the special tokens in a text (1 MB of chat turns:
+    # 40 s on 2 busy cores), so a template that expands a prompt to megabytes wedged the model.
+    max_prompt_bytes: int = Field(1 << 20, ge=4096, validation_alias=AliasChoices("SKYLLAMA_MAX_PROMPT_BYTES",
+                                                                                  "max_prompt_bytes"),
+                                  description="Largest rendered prompt, in UTF-8 bytes (400 beyond, before "
+                                              "tokenizing).")
     max_concurrent_per_key: int = Field(
         32, ge=0, validation_alias=AliasChoices("SKYLLAMA_MAX_CONCURRENT_PER_KEY", "max_concurrent_per_key"),
         description="Requests one API key may have in flight at once (429 beyond; 0 = no limit).")

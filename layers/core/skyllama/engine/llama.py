@@ -44,6 +44,26 @@ _KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "
 EMBED_PACK_TOKENS = 64
 
 
+class _TemplatelessLlama(llama_cpp.Llama):
+    """``Llama`` that never sees the GGUF's chat templates (T-33).
+
+    ``Llama.__init__`` compiles every ``tokenizer.chat_template*`` in the metadata with its own
+    Jinja environment, whatever ``chat_format`` says (no time or size limits, constant folding
+    at compile time: ``7**(10**7)`` costs seconds of CPU, ``10**100000`` fails every load).
+    skyllama renders prompts itself (``templates/jinja.py``), so the metadata it stores here
+    leaves those keys out and no chat handler is ever built from them.
+    """
+
+    @property  # type: ignore[override]
+    def metadata(self) -> dict[str, str]:
+        return self._metadata_without_templates
+
+    @metadata.setter
+    def metadata(self, value: dict[str, str]) -> None:
+        self._metadata_without_templates = {k: v for k, v in value.items()
+                                            if not k.startswith("tokenizer.chat_template")}
+
+
 def physical_cores() -> int:
     count = os.cpu_count() or 1
     return max(1, count // 2) if count > 4 else count
@@ -55,7 +75,7 @@ class LlamaModel:
     def __init__(self, spec: LoadSpec) -> None:
         self.spec = spec
         pooling = llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED
-        self.llm = llama_cpp.Llama(
+        self.llm = _TemplatelessLlama(
             spec.path,
             n_ctx=spec.n_ctx,
             n_batch=spec.n_batch,
@@ -71,6 +91,7 @@ class LlamaModel:
             type_v=_KV_TYPES.get(spec.kv_cache_type) if spec.flash_attn else None,
             embedding=spec.embedding,
             pooling_type=pooling if spec.embedding else llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+            chat_format="llama-2",  # a named format: nothing compiled (skyllama renders prompts itself)
             verbose=False,
         )
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)

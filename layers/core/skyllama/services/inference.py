@@ -115,6 +115,24 @@ def _chunk(name: str, **fields: Any) -> Event:
 
 THINK_LEVELS = ("low", "medium", "high", "max")
 LENGTH_ERROR = "the input length exceeds the context length"
+# Longer than any tokenizer's token: text before a prompt's last n_ctx * 64 characters cannot
+# reach a context of n_ctx tokens, so it is cut before tokenizing, as truncation would drop it.
+MAX_TOKEN_CHARS = 64
+
+
+def check_prompt_size(prompt: str, limit: int) -> None:
+    """A rendered prompt over SKYLLAMA_MAX_PROMPT_BYTES is a 400 before tokenizing (T-33):
+    llama.cpp's tokenizer is quadratic in a text's special tokens, and megabytes wedged a model."""
+    size = len(prompt.encode("utf-8", errors="surrogatepass"))
+    if size > limit:
+        raise BadRequest(f"prompt too large: {size} bytes after rendering the template (limit {limit} bytes)")
+
+
+def context_tail(prompt: str, n_ctx: int) -> str:
+    """The end of ``prompt`` that can reach a context of ``n_ctx`` tokens (the engine keeps the
+    last tokens of a longer prompt, as Ollama's runner does)."""
+    keep = n_ctx * MAX_TOKEN_CHARS
+    return prompt if len(prompt) <= keep else prompt[-keep:]
 
 
 def check_think(req: Any, prep: Prepared, name: str) -> tuple[bool | str | None, tuple[str, str] | None]:
@@ -241,7 +259,8 @@ async def generate(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncGen
     async with scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
         def work(cancel: threading.Event) -> Iterator[Any]:
             prompt = _render_generate(prep, req, lease.context, think)
-            tokens = lease.context.tokenize(prompt)
+            check_prompt_size(prompt, scheduler.settings.max_prompt_bytes)
+            tokens = lease.context.tokenize(context_tail(prompt, lease.context.n_ctx))
             if req.truncate is False and len(tokens) >= lease.context.n_ctx:
                 raise BadRequest(LENGTH_ERROR)
             yield from lease.context.generate(tokens, prep.sampling, grammar=prep.grammar, cancel=cancel,
@@ -379,10 +398,12 @@ async def chat(catalog: Catalog, scheduler: Scheduler, req: Any) -> AsyncGenerat
 
                 fit = req.truncate is not False  # truncate (default): drop the oldest messages
                 prompt = render_chat(template, msgs, req.tools, think=think, num_ctx=context.n_ctx if fit else None,
-                                     count_tokens=lambda text: len(context.tokenize(text))).prompt
+                                     count_tokens=lambda text: len(context.tokenize(context_tail(text, context.n_ctx))),
+                                     max_output=scheduler.settings.max_prompt_bytes).prompt
             else:
                 prompt = _render_jinja(prep, msgs, req.tools, context)
-            tokens = context.tokenize(prompt)
+            check_prompt_size(prompt, scheduler.settings.max_prompt_bytes)
+            tokens = context.tokenize(context_tail(prompt, context.n_ctx))
             if req.truncate is False and len(tokens) >= context.n_ctx:
                 raise BadRequest(LENGTH_ERROR)
             yield from context.generate(tokens, prep.sampling, grammar=prep.grammar, cancel=cancel, **logprobs)

@@ -6,7 +6,11 @@ transformers provides (``raise_exception``, ``strftime_now``, a ``tojson`` filte
 
 - reading a private attribute (``lipsum.__globals__``, ``''.__class__``) raises at once;
 - ``range`` is capped, and ``*``/``**``/``%`` refuse results beyond the output limit;
-- a trace hook stops template code that runs past the time limit, and output is capped.
+- a trace hook stops template code that runs past the time limit (compiling included), and
+  output is capped;
+- nothing is evaluated at compile time: jinja2's optimizer folds constant expressions while
+  compiling, outside every limit above (``{% if false %}{{ [[1]]|tojson(indent=10**8) }}{% endif %}``
+  cost a minute of CPU), so the environment is built with ``optimized=False`` (T-33).
 
 Every failure is a ``TemplateError`` with a short message.
 """
@@ -36,6 +40,7 @@ __all__ = ["describe_jinja_template", "render_jinja"]
 MAX_OUTPUT = 8 * 1024 * 1024
 TIMEOUT = 2.0
 MAX_RANGE = 100_000
+MAX_INDENT = 64  # tojson's indent: json.dumps repeats it once per nesting level
 _BIG_WIDTH = re.compile(r"%[-+ #0]*(\*|\d{6,})|\{[^}]*:[^}]*\d{6,}")
 
 
@@ -46,6 +51,9 @@ def _raise_exception(message: str) -> None:
 def _tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None,
             separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
     # As transformers does: no HTML escaping (unlike jinja2's own tojson).
+    if isinstance(indent, int | str) and not isinstance(indent, bool) and (
+            indent if isinstance(indent, int) else len(indent)) > MAX_INDENT:
+        raise SecurityError(f"tojson indent too large (more than {MAX_INDENT})")
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
@@ -124,7 +132,7 @@ def _guarded_filter(name: str) -> Any:
 
 
 def _make_env() -> _Env:
-    env = _Env(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env = _Env(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols], optimized=False)
     env.filters["tojson"] = _tojson
     env.filters["format"] = _format_filter
     for name in ("center", "indent", "wordwrap", "replace"):
@@ -138,12 +146,16 @@ _ENV = _make_env()
 
 @functools.lru_cache(maxsize=32)
 def _compile(source: str) -> jinja2.Template:
+    previous = sys.gettrace()
+    sys.settrace(_Deadline(TIMEOUT))  # parsing and code generation are bounded in time too
     try:
         return _ENV.from_string(source)
     except jinja2.TemplateSyntaxError as e:
         raise TemplateError(f"chat template: line {e.lineno}: {e.message}") from None
     except (RecursionError, MemoryError):
         raise TemplateError("chat template: too complex to compile") from None
+    finally:
+        sys.settrace(previous)
 
 
 class _Deadline:

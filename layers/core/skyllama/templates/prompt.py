@@ -18,6 +18,7 @@ from typing import Any
 
 from . import _goast as ast
 from ._apitypes import to_message, to_tools
+from .errors import TemplateError
 from .gotemplate import MAX_OUTPUT, TIMEOUT, Template, execute_nodes, parse, walk_nodes
 from .tools import parse_tag
 
@@ -259,6 +260,35 @@ def _tag_images(msgs: list[dict[str, Any]], start: int) -> tuple[list[dict[str, 
     return out, images
 
 
+def _fits(tmpl: Template, msgs: list[dict[str, Any]], i: int, tools: Sequence[Any] | None, think: bool | str | None,
+          limits: dict[str, Any], num_ctx: int, count_tokens: Callable[[str], int], image_tokens: int) -> bool:
+    """Whether the chat from message ``i`` on (system messages before it kept) fits ``num_ctx``;
+    a render past the output limit does not fit (the final render reports it)."""
+    system = [m for m in msgs[:i] if m["role"] == "system"]
+    try:
+        text = _execute(tmpl, system + msgs[i:], tools, think, limits)
+    except TemplateError:
+        return False
+    return count_tokens(text) + image_tokens * sum(len(m.get("images") or ()) for m in msgs[i:]) <= num_ctx
+
+
+def _first_fitting(count: int, fits: Callable[[int], bool]) -> int:
+    """The first message index whose chat fits (the last message is always kept).
+
+    Ollama's ``chatPrompt`` tries each start in turn, rendering and tokenizing the chat every
+    time: thousands of messages made that quadratic (T-33). Dropping messages never makes a
+    prompt longer, so a binary search finds the same start in log2(count) renders.
+    """
+    low, high = 0, count - 1
+    while low < high:
+        mid = (low + high) // 2
+        if fits(mid):
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
 def render_chat(template: str, messages: Sequence[Any], tools: Sequence[Any] | None = None, *,
                 think: bool | str | None = None, num_ctx: int | None = None,
                 count_tokens: Callable[[str], int] | None = None, image_tokens: int = 0,
@@ -273,15 +303,11 @@ def render_chat(template: str, messages: Sequence[Any], tools: Sequence[Any] | N
     tmpl = parse(template)
     msgs = _normalise(messages)
     limits = {"max_output": max_output, "timeout": timeout}
-    start, system = 0, []
-    if num_ctx is not None and count_tokens is not None:
-        for i in range(len(msgs)):
-            system = [m for m in msgs[:i] if m["role"] == "system"]
-            text = _execute(tmpl, system + msgs[i:], tools, think, limits)
-            size = count_tokens(text) + image_tokens * sum(len(m.get("images") or ()) for m in msgs[i:])
-            if size <= num_ctx or i == len(msgs) - 1:
-                start = i
-                break
+    start = 0
+    if num_ctx is not None and count_tokens is not None and msgs:
+        start = _first_fitting(len(msgs), lambda i: _fits(tmpl, msgs, i, tools, think, limits, num_ctx,
+                                                           count_tokens, image_tokens))
+    system = [m for m in msgs[:start] if m["role"] == "system"]
     tagged, images = _tag_images(msgs, start)
     prompt = _execute(tmpl, system + tagged[start:], tools, think, limits)
     return RenderedPrompt(prompt, images, start)
