@@ -21,6 +21,7 @@ import pytest
 
 from serving import RunningServer, clone_models, run_server
 from skyllama.engine.multiseq import MultiSeqModel
+from skyllama.engine.runner.remote import RemoteModel
 
 MODEL = "smollm2:135m"
 QUESTIONS = ["Why is the sky blue?", "Write a short poem about cats.", "Name three fruits and their colours.",
@@ -57,11 +58,11 @@ def together(url: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return results
 
 
-def shared_model(server: RunningServer) -> MultiSeqModel:
+def shared_model(server: RunningServer) -> RemoteModel:
     runners = server.services.extras["scheduler"].loaded()
     assert len(runners) == 1 and runners[0].shared
     model = runners[0].contexts[0]
-    assert isinstance(model, MultiSeqModel)
+    assert isinstance(model, RemoteModel)  # a batched MultiSeqModel in a runner process
     return model
 
 
@@ -91,7 +92,7 @@ def test_concurrent_greedy_answers_equal_the_unbatched_ones(batched: RunningServ
     assert [g["eval_count"] for g in got] == [e["eval_count"] for e in expected]
     assert [g["done_reason"] for g in got] == [e["done_reason"] for e in expected]
     model = shared_model(batched)
-    assert model.max_batch_seqs >= 3  # they really were decoded together
+    assert model.stats()["max_batch_seqs"] >= 3  # they really were decoded together
     assert all(e["message"]["content"] for e in expected)
 
 
@@ -117,7 +118,7 @@ def test_per_request_options_are_kept_within_one_batch(batched: RunningServer, u
     # the seeds matter: another seed gives another sampled answer
     other = answer(batched.url, {**bodies[2], "options": {**bodies[2]["options"], "seed": 8}})
     assert other["message"]["content"] != got[2]["message"]["content"]
-    assert shared_model(batched).max_batch_seqs >= 3
+    assert shared_model(batched).stats()["max_batch_seqs"] >= 3
 
 
 def test_format_and_logprobs_in_a_batch(batched: RunningServer, unbatched: RunningServer) -> None:
@@ -185,11 +186,11 @@ def test_a_cancelled_request_does_not_disturb_its_batch_mates(batched: RunningSe
         assert got["message"]["content"] == exp["message"]["content"]
         assert got["eval_count"] == exp["eval_count"]
     model = shared_model(batched)
-    assert model.max_batch_seqs >= 3
+    assert model.stats()["max_batch_seqs"] >= 3
     deadline = time.time() + 10
-    while model.active and time.time() < deadline:  # the disconnected one leaves at its next step
+    while model.stats()["active"] and time.time() < deadline:  # the disconnected one leaves at its next step
         time.sleep(0.05)
-    assert model.active == 0
+    assert model.stats()["active"] == 0
 
 
 def test_batching_can_be_turned_off(folder: Path) -> None:

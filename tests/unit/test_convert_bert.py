@@ -87,12 +87,12 @@ def test_embeddings_match_sentence_transformers(
 def test_quantized_q8_0_still_serves(
     converted: tuple[Path, ConvertResult], reference: dict[str, Any], tmp_path: Path
 ) -> None:
-    from skyllama.engine.quantize import quantize_gguf, source_file_type
+    from skyllama.engine.quantize import quantize_gguf, quantize_native, source_file_type
 
     f16_path = converted[0]
     q8_path = tmp_path / "all-minilm-q8_0.gguf"
     lines: list[str] = []
-    quantize_gguf(f16_path, q8_path, "q8_0", lines.append)
+    quantize_gguf(f16_path, q8_path, "q8_0", quantize_native, lines.append)
     assert lines == ["quantizing F16 model to Q8_0"]
     assert source_file_type(q8_path) == "Q8_0"
     assert q8_path.stat().st_size < 0.6 * f16_path.stat().st_size

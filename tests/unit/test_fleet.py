@@ -50,7 +50,7 @@ def fleet(tmp_path: Path) -> Any:
     recorders = [InstanceRecorder(services.state, clock, instance=f"i-{n}", runtime="lambda", function="fn",
                                   gpu=False) for n in (1, 2)]
     engine = FakeEngine()
-    schedulers = [Scheduler(settings, services.catalog, clock=clock, loader=engine.load, observer=r)
+    schedulers = [Scheduler(settings, services.catalog, engine, clock=clock, observer=r)
                   for r in recorders]
     yield services, clock, schedulers
     services.close()

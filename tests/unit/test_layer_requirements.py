@@ -39,9 +39,10 @@ NOT_RUN_BY_THE_LAYER = ("cli.py", "__main__.py", "client/", "http/server_timeout
 PROVIDED_WITHOUT_A_LINE = {
     "boto3": "the python3.12 runtime",
     "botocore": "the python3.12 runtime",
-    "llama-cpp-python": "the inference image; imported lazily by engine/quantize.py",
+    "llama-cpp-python": "the inference image; imported only by runner processes (engine/runner/child.py)",
     "starlette": "fastapi's own dependency, pinned by it",
     "anyio": "starlette's and httpx's dependency",
+    "pydantic-core": "pydantic's own dependency, pinned by it (http/wire_base.py raises its PydanticCustomError)",
 }
 RUNTIME_SDK = {"boto3", "botocore", "s3transfer"}
 

@@ -14,7 +14,12 @@ from skyllama.errors import BadRequest, InvalidModelFile
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
-from skyllama.engine.quantize import quantize_gguf, source_file_type, supported_quantizations  # noqa: E402
+from skyllama.engine.quantize import (  # noqa: E402
+    quantize_gguf,
+    quantize_native,
+    source_file_type,
+    supported_quantizations,
+)
 
 
 def _tiny_llama_builder() -> ModuleType:
@@ -51,7 +56,7 @@ def test_supported_levels_include_ollamas() -> None:
 def test_quantize_levels(f16_model: Path, tmp_path: Path, level: str) -> None:
     dst = tmp_path / "q.gguf"
     lines: list[str] = []
-    quantize_gguf(f16_model, dst, level, lines.append)
+    quantize_gguf(f16_model, dst, level, quantize_native, lines.append)
     assert lines == [f"quantizing F16 model to {level.upper()}"]
     assert source_file_type(dst) == level.upper()
     assert dst.stat().st_size < f16_model.stat().st_size
@@ -62,9 +67,9 @@ def test_quantize_levels(f16_model: Path, tmp_path: Path, level: str) -> None:
 
 def test_already_quantized_source_is_400(f16_model: Path, tmp_path: Path) -> None:
     q8 = tmp_path / "q8.gguf"
-    quantize_gguf(f16_model, q8, "q8_0")
+    quantize_gguf(f16_model, q8, "q8_0", quantize_native)
     with pytest.raises(BadRequest, match=r"already quantized \(Q8_0\)") as info:
-        quantize_gguf(q8, tmp_path / "again.gguf", "q4_K_M")
+        quantize_gguf(q8, tmp_path / "again.gguf", "q4_K_M", quantize_native)
     assert info.value.status == 400
     assert not (tmp_path / "again.gguf").exists()
 
@@ -72,7 +77,7 @@ def test_already_quantized_source_is_400(f16_model: Path, tmp_path: Path) -> Non
 @pytest.mark.parametrize("level", ["q4_k_x", "f16", "", "../q4_0", "IQ2_XXS"])
 def test_unknown_level_is_400(f16_model: Path, tmp_path: Path, level: str) -> None:
     with pytest.raises(BadRequest, match="unsupported quantization"):
-        quantize_gguf(f16_model, tmp_path / "x.gguf", level)
+        quantize_gguf(f16_model, tmp_path / "x.gguf", level, quantize_native)
     assert not (tmp_path / "x.gguf").exists()
 
 
@@ -80,7 +85,7 @@ def test_not_a_gguf_is_400_before_native_code(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.gguf"
     bogus.write_bytes(b"GGUF" + b"\xff" * 60)
     with pytest.raises(InvalidModelFile, match="not a readable GGUF"):
-        quantize_gguf(bogus, tmp_path / "x.gguf", "q8_0")
+        quantize_gguf(bogus, tmp_path / "x.gguf", "q8_0", quantize_native)
 
 
 def test_f32_source_is_accepted(tmp_path: Path) -> None:
@@ -93,3 +98,24 @@ def test_f32_source_is_accepted(tmp_path: Path) -> None:
     writer.write_tensors_to_file()
     writer.close()
     assert source_file_type(src) == "F32"
+
+
+def test_level_numbers_are_llama_cpps() -> None:
+    """The levels come from the gguf package's numbering, which must be llama.cpp's own."""
+    from skyllama.engine.quantize import _ftypes
+
+    for name, value in _ftypes().items():
+        assert getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{name}") == value, name
+
+
+def test_quantize_runs_in_a_runner_process(f16_model: Path, tmp_path: Path) -> None:
+    """The server's path: llama.cpp's quantizer in a child process of its own."""
+    from skyllama.engine.runner.pool import RunnerPool
+
+    pool = RunnerPool(spares=0)
+    try:
+        quantize_gguf(f16_model, tmp_path / "q.gguf", "q8_0", pool.quantize)
+    finally:
+        pool.close()
+    assert source_file_type(tmp_path / "q.gguf") == "Q8_0"
+    assert pool.started == 1

@@ -37,7 +37,7 @@ def setup(tmp_path: Path):
         list(run_create(services.catalog, plan_create(services.catalog, {
             "model": name, "files": {"tiny.gguf": str(digest)}, "parameters": {"num_ctx": ctx}})))
     clock, engine = FakeClock(), FakeEngine()
-    sched = Scheduler(settings, services.catalog, clock=clock, loader=engine.load)
+    sched = Scheduler(settings, services.catalog, engine, clock=clock)
     yield sched, services.catalog, clock, engine
     services.close()
 

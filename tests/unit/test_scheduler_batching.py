@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,22 @@ def _scheduler(tmp_path: Path, **overrides: Any) -> tuple[Scheduler, Any, FakeEn
     digest = services.blobs.put_file(write_tiny_gguf(tmp_path / "tiny.gguf"))
     list(run_create(services.catalog, plan_create(services.catalog, {
         "model": "tiny", "files": {"tiny.gguf": str(digest)}, "parameters": {"num_ctx": 256}})))
-    engine = FakeEngine()
-    batched: list[tuple[LoadSpec, int]] = []
-
-    def batch_loader(spec: LoadSpec, n_seq: int) -> FakeModel:
-        batched.append((spec, n_seq))
-        return engine.load(spec)
-
-    sched = Scheduler(settings, services.catalog, loader=engine.load, batch_loader=batch_loader)
+    engine = BatchingFake()
+    sched = Scheduler(settings, services.catalog, engine)
+    batched = engine.batched
     return sched, services.catalog.get("tiny"), engine, batched
+
+
+@dataclass
+class BatchingFake(FakeEngine):
+    """The fake engine with a batched loader that records what it was asked for."""
+
+    batching: bool = True
+    batched: list[tuple[LoadSpec, int]] = field(default_factory=list)
+
+    def load_batched(self, spec: LoadSpec, n_seq: int) -> FakeModel:
+        self.batched.append((spec, n_seq))
+        return self.load(spec)
 
 
 async def _three_at_once(sched: Scheduler, model: Any) -> list[Any]:

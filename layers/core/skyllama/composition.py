@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .ports import BlobStore, Clock, ManifestStore, StateStore
 from .services.catalog import Catalog
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .engine.runner.pool import RunnerPool
 
 
 @dataclass
@@ -22,9 +25,24 @@ class Services:
     catalog: Catalog
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def runners(self) -> RunnerPool:
+        """The runner processes' pool (started on first use)."""
+        pool = self.extras.get("runners")
+        if pool is None:
+            from .engine.runner.pool import RunnerPool
+            from .engine.runner.process import RunnerTimeouts
+
+            s = self.settings
+            pool = self.extras["runners"] = RunnerPool(
+                spares=s.runner_spares, timeouts=RunnerTimeouts(load=s.load_timeout, prompt=s.runner_prompt_timeout,
+                                                                token=s.runner_token_timeout))
+        return pool
+
     def close(self) -> None:
         for closer in self.extras.get("closers", []):
             closer()
+        if "runners" in self.extras:
+            self.extras["runners"].close()
 
 
 def build_services(

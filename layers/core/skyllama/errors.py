@@ -101,3 +101,10 @@ class StoreError(SkyllamaError):
     """A storage backend failed in a way the caller cannot fix (retry may help)."""
 
     status = 503
+
+
+class RunnerFailed(SkyllamaError):
+    """A model's runner process died or stopped answering: only that model's requests fail, and
+    the runner is started again by the next request (Ollama: "llama runner process has terminated")."""
+
+    status = 500

@@ -190,6 +190,19 @@ class Settings(BaseSettings):
     batch_max_inputs: int = Field(2048, ge=1, validation_alias=AliasChoices("SKYLLAMA_BATCH_MAX_INPUTS",
                                                                             "batch_max_inputs"),
                                   description="Most inputs one coalesced embed batch may hold.")
+    load_timeout: float = Field(300.0, gt=0, validation_alias=AliasChoices("OLLAMA_LOAD_TIMEOUT", "load_timeout"),
+                                description="How long a model's runner process may take to start and load the "
+                                            "model (a Go duration or seconds) before it counts as hung and is killed.")
+    runner_prompt_timeout: float = Field(
+        600.0, gt=0, validation_alias=AliasChoices("SKYLLAMA_RUNNER_PROMPT_TIMEOUT", "runner_prompt_timeout"),
+        description="Seconds a runner may spend on prompt evaluation (to the first token, or an embed call) "
+                    "before it is killed as hung; its requests end with an error and it restarts on the next.")
+    runner_token_timeout: float = Field(
+        60.0, gt=0, validation_alias=AliasChoices("SKYLLAMA_RUNNER_TOKEN_TIMEOUT", "runner_token_timeout"),
+        description="Seconds a runner may take between two generated tokens before it is killed as hung.")
+    runner_spares: int = Field(1, ge=0, le=8, validation_alias=AliasChoices("SKYLLAMA_RUNNER_SPARES", "runner_spares"),
+                               description="Runner processes kept started (llama.cpp imported) ahead of the next "
+                                           "model load.")
     auth: Literal["auto", "on", "off"] = Field(
         "auto", validation_alias=AliasChoices("SKYLLAMA_AUTH", "auth"),
         description="API keys (Authorization: Bearer): auto = on unless listening on loopback with the "
@@ -290,7 +303,7 @@ class Settings(BaseSettings):
         except InvalidDuration as e:
             raise ValueError(str(e)) from e
 
-    @field_validator("warm_provision_after", mode="before")
+    @field_validator("warm_provision_after", "load_timeout", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         try:

@@ -24,6 +24,7 @@ class LoadSpec:
     flash_attn: bool = False
     kv_cache_type: str = "f16"
     embedding: bool = False  # an embedding model (BERT...): loaded with pooling and embeddings on
+    name: str = field(default="", compare=False)  # the model's name, for messages; not part of the key
 
 
 @dataclass
@@ -102,6 +103,20 @@ class EngineModel(Protocol):
     def memory_bytes(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    """Loads models: into runner processes (``engine.runner.pool.RunnerPool``) or, in tests, a fake.
+
+    ``batching`` says whether :meth:`load_batched` works: one model whose ``n_seq`` sequences
+    decode together, safe to call from several threads (``engine/multiseq.py``).
+    """
+
+    batching: bool
+
+    def load(self, spec: LoadSpec) -> EngineModel: ...
+
+    def load_batched(self, spec: LoadSpec, n_seq: int) -> EngineModel: ...
 
 
 class StopMatcher:

@@ -27,6 +27,7 @@ class FakeEngine:
     embed_calls: list[list[str]] = field(default_factory=list)
     token_delay: float = 0.0
     load_delay: float = 0.0
+    batching: bool = False  # one context per parallel slot, as an engine without multiseq
 
     def enqueue(self, pieces: list[str]) -> None:
         self.replies.append(list(pieces))
@@ -35,6 +36,9 @@ class FakeEngine:
         time.sleep(self.load_delay)
         self.loads.append(spec)
         return FakeModel(spec, self)
+
+    def load_batched(self, spec: LoadSpec, n_seq: int) -> FakeModel:
+        raise NotImplementedError("the fake engine has no batched models")
 
 
 class FakeModel:

@@ -29,6 +29,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import llama_cpp
 import numpy as np
@@ -97,6 +98,8 @@ class LlamaModel:
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
         self._add_bos = bool(self.llm._model.add_bos_token())
         self._piece_buf = ctypes.create_string_buffer(256)
+        self.n_vocab = int(self.llm.n_vocab())
+        self._abort = _AbortFlag(self.llm._ctx.ctx)
         # llama.cpp may pad the context beyond num_ctx, but Llama's token buffer holds num_ctx
         self.n_ctx = min(self.llm.n_ctx(), len(self.llm.input_ids))
         self.n_batch = self.llm.n_batch
@@ -158,6 +161,7 @@ class LlamaModel:
                 grammar=LlamaGrammar.from_string(grammar, verbose=False) if grammar else None,
             )
             done = True
+            self._abort.clear()
             try:
                 for token in gen:
                     if not tokens:
@@ -182,6 +186,10 @@ class LlamaModel:
                             window = shift_window(window, sampling.num_keep)
                             done = False
                         break
+            except RuntimeError:  # llama_decode returned 2: interrupted inside prompt evaluation
+                if not self._abort.is_set():
+                    raise
+                reason = "cancel"
             finally:
                 gen.close()
         if reason != "stop":
@@ -207,6 +215,10 @@ class LlamaModel:
         text, value, raw = entry(token)
         return TokenLogprob(text, value, raw, alternatives)
 
+    def interrupt(self) -> None:
+        """Stop the running ``llama_decode`` at its next graph node (from any thread)."""
+        self._abort.set()
+
     # -- embeddings ------------------------------------------------------------------------------
 
     def embed(self, texts: list[str], *, normalize: bool, truncate: bool = True) -> tuple[list[list[float]], int]:
@@ -218,6 +230,7 @@ class LlamaModel:
                       truncate: bool = True) -> tuple[list[list[float]], list[int]]:
         """One vector and one token count per text. Every length is checked against the
         context before llama.cpp sees it: an oversized batch aborts the whole process."""
+        self._abort.clear()  # a cancel that came after the last generation ended
         limit = min(self.n_ctx, self.n_batch)
         batches: list[list[int]] = []
         for text in texts:
@@ -299,6 +312,31 @@ class LlamaModel:
     def close(self) -> None:
         """Free the context and the weights."""
         self.llm.close()
+
+
+class _AbortFlag:
+    """llama.cpp's abort callback, polled between graph nodes, reading a flag without the GIL.
+
+    The callback is libc's ``strlen`` over a two-byte ``[flag, NUL]`` buffer: it returns 1 when
+    the flag is set and 0 when not, which is the ``bool`` llama.cpp expects. A Python callback
+    would take the GIL hundreds of times per token; this one costs nothing and still lets a
+    cancel stop a long prompt evaluation mid-way.
+    """
+
+    def __init__(self, ctx: Any) -> None:
+        self._buffer = ctypes.create_string_buffer(2)
+        strlen = ctypes.cast(ctypes.CDLL(None).strlen, ctypes.c_void_p).value or 0
+        self._callback = llama_cpp.ggml_abort_callback(strlen)
+        llama_cpp.llama_set_abort_callback(ctx, self._callback, ctypes.cast(self._buffer, ctypes.c_void_p))
+
+    def set(self) -> None:
+        self._buffer[0] = b"\x01"
+
+    def clear(self) -> None:
+        self._buffer[0] = b"\x00"
+
+    def is_set(self) -> bool:
+        return self._buffer[0] != b"\x00"
 
 
 def _l2(vector: list[float]) -> list[float]:

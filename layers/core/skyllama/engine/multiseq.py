@@ -96,6 +96,7 @@ class MultiSeqModel:
         self.n_ctx = min(spec.n_ctx, int(llama_cpp.llama_n_ctx_seq(self._ctx.ctx)))
         self.n_batch = spec.n_batch
         self._n_vocab = llm.n_vocab()
+        self.n_vocab = int(self._n_vocab)
         self._batch = _internals.LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1, verbose=False)
         self._cond = threading.Condition()
         self._waiting: collections.deque[_Seq] = collections.deque()
@@ -202,6 +203,10 @@ class MultiSeqModel:
                     self._cond.wait()
                 if self._closed:
                     break
+                for seq in [s for s in self._waiting if s.gone or (s.cancel is not None and s.cancel.is_set())]:
+                    self._waiting.remove(seq)  # cancelled before it got a sequence id
+                    llama_cpp.llama_sampler_free(seq.sampler)
+                    seq.out.put(Generated("length", [], len(seq.prompt), 0, 0, 0))
                 while self._waiting and self._free_ids:
                     seq = self._waiting.popleft()
                     seq.seq_id = self._free_ids.pop()

@@ -1,9 +1,10 @@
 """Quantize an F16/F32 GGUF with llama.cpp's own quantizer, as Ollama's ``create --quantize`` does.
 
-Lives in ``engine/`` because this package is the only one allowed to import ``llama_cpp``.
-Everything that could make the native quantizer fail is checked first in Python: the level name,
-and the source's file type (read with the ``gguf`` package), so a bad request is a 400 and never
-reaches native code.
+Everything that could make the native quantizer fail is checked first in Python, in the server
+process: the level name (llama.cpp's file types, as the ``gguf`` package numbers them) and the
+source's file type, so a bad request is a 400 and never reaches native code. The native step,
+:func:`quantize_native`, runs only in a runner process (``engine/runner``), so a crafted model
+that crashes llama.cpp's quantizer takes down that process, not the server.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import gguf
 
 from skyllama.errors import BadRequest, InvalidModelFile
 
-_PREFIX = "LLAMA_FTYPE_MOSTLY_"
+_PREFIX = "MOSTLY_"
 
 # Left out: F16/BF16 (not quantizations), the IQ1/IQ2/IQ3_XXS types and Q2_K_S (llama.cpp wants an
 # importance matrix for them), ternary and MoE-only types, and GUESSED.
@@ -54,11 +55,10 @@ _FLOAT_TENSORS = {
 
 
 def _ftypes() -> dict[str, int]:
-    import llama_cpp
-
+    # gguf.LlamaFileType mirrors llama.cpp's LLAMA_FTYPE_MOSTLY_* values (tests/unit/test_quantize.py)
     return {
-        name.removeprefix(_PREFIX): getattr(llama_cpp, name)
-        for name in dir(llama_cpp)
+        name.removeprefix(_PREFIX): int(value)
+        for name, value in gguf.LlamaFileType.__members__.items()
         if name.startswith(_PREFIX) and name.removeprefix(_PREFIX) not in _EXCLUDED
     }
 
@@ -100,10 +100,15 @@ def source_file_type(src: Path) -> str:
     return "F16" if gguf.GGMLQuantizationType.F16 in tensor_types else "F32"
 
 
-def quantize_gguf(src: Path, dst: Path, level: str, progress: Callable[[str], None] | None = None) -> None:
+NativeQuantize = Callable[[Path, Path, int], None]  # (source, destination, llama.cpp file type)
+
+
+def quantize_gguf(src: Path, dst: Path, level: str, native: NativeQuantize,
+                  progress: Callable[[str], None] | None = None) -> None:
     """Quantize the F16/F32/BF16 GGUF ``src`` to ``level`` (e.g. ``q4_K_M``), writing ``dst`` atomically.
 
-    Raises ``BadRequest`` for an unknown level or an already-quantized source.
+    ``native`` runs llama.cpp's quantizer (in a runner process). Raises ``BadRequest`` for an
+    unknown level or an already-quantized source.
     """
     name, ftype = _level(level)
     source = source_file_type(src)
@@ -111,18 +116,22 @@ def quantize_gguf(src: Path, dst: Path, level: str, progress: Callable[[str], No
         raise BadRequest(f"the model is already quantized ({source}); quantize needs an F16 or F32 source")
     if progress is not None:
         progress(f"quantizing {source} model to {name}")
-
-    import llama_cpp
-
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = ftype
     fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=".quantize-", suffix=".gguf.tmp")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        rc = llama_cpp.llama_model_quantize(os.fsencode(src), os.fsencode(tmp), ctypes.byref(params))
-        if rc != 0:
-            raise InvalidModelFile(f"llama.cpp could not quantize the model to {name}")
+        native(src, tmp, ftype)
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def quantize_native(src: str | Path, dst: str | Path, ftype: int) -> None:
+    """llama.cpp's quantizer itself (runner processes only: this imports ``llama_cpp``)."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    rc = llama_cpp.llama_model_quantize(os.fsencode(src), os.fsencode(dst), ctypes.byref(params))
+    if rc != 0:
+        raise InvalidModelFile("llama.cpp could not quantize the model")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..digests import Digest
+from ..engine.quantize import NativeQuantize, quantize_gguf, source_file_type, supported_quantizations
 from ..errors import BadRequest, BlobNotFound, Cancelled, ModelNotFound
 from ..filenames import validate_file_name
 from ..gguf_info import GGUFInfo, format_parameter_size, read_gguf
@@ -155,8 +156,6 @@ def _check_template(template: str) -> None:
 
 def _check_quantize(catalog: Catalog, plan: CreatePlan) -> None:
     """An unknown level, a model without weights or an already-quantized source is a 400 up front."""
-    from ..engine.quantize import source_file_type, supported_quantizations
-
     level = (plan.quantize or "").strip().upper()
     if level not in supported_quantizations():
         raise BadRequest(f"unsupported quantization {str(plan.quantize)[:40]!r}; "
@@ -248,7 +247,8 @@ def _validate_license(raw: object) -> list[str] | None:
     raise BadRequest("'license' must be a string or a list of strings")
 
 
-def run_create(catalog: Catalog, plan: CreatePlan) -> Iterator[Event]:
+def run_create(catalog: Catalog, plan: CreatePlan, *,
+               native_quantize: NativeQuantize | None = None) -> Iterator[Event]:
     """Write the new model's layers, then its manifest; yields Ollama's status events.
 
     The model blobs this create writes (converted or quantized weights) are removed again when it
@@ -257,13 +257,14 @@ def run_create(catalog: Catalog, plan: CreatePlan) -> Iterator[Event]:
     """
     created: set[Digest] = set()
     try:
-        yield from _run_create(catalog, plan, created)
+        yield from _run_create(catalog, plan, created, native_quantize)
     except BaseException:
         catalog.prune(created)
         raise
 
 
-def _run_create(catalog: Catalog, plan: CreatePlan, created: set[Digest]) -> Iterator[Event]:
+def _run_create(catalog: Catalog, plan: CreatePlan, created: set[Digest],
+                native_quantize: NativeQuantize | None) -> Iterator[Event]:
     blobs = catalog.blobs
     layers: list[Layer] = []
     replaced: set[str] = set()
@@ -285,7 +286,9 @@ def _run_create(catalog: Catalog, plan: CreatePlan, created: set[Digest]) -> Ite
         replaced.add(media)
         yield from add_blob(media, digest, blobs.size(digest) or 0)
     if plan.quantize:
-        yield from _quantize(catalog, plan, layers, created)
+        if native_quantize is None:
+            raise BadRequest("quantize is not available on this server")
+        yield from _quantize(catalog, plan, layers, created, native_quantize)
         replaced.add(MEDIA_MODEL)  # the base model's unquantized weights are not kept
 
     def add_text(media_type: str, data: bytes) -> Iterator[Event]:
@@ -379,9 +382,9 @@ def _convert(catalog: Catalog, plan: CreatePlan, layers: list[Layer], created: s
     layers.append(Layer(MEDIA_MODEL, digest, size))
 
 
-def _quantize(catalog: Catalog, plan: CreatePlan, layers: list[Layer], created: set[Digest]) -> Iterator[Event]:
-    """Replace the model layer with llama.cpp's quantisation of it."""
-    from ..engine.quantize import quantize_gguf
+def _quantize(catalog: Catalog, plan: CreatePlan, layers: list[Layer], created: set[Digest],
+              native: NativeQuantize) -> Iterator[Event]:
+    """Replace the model layer with llama.cpp's quantisation of it (run in a runner process)."""
 
     index = next((i for i, layer in enumerate(layers) if layer.media_type == MEDIA_MODEL), None)
     if index is None:
@@ -394,7 +397,7 @@ def _quantize(catalog: Catalog, plan: CreatePlan, layers: list[Layer], created: 
     with tempfile.TemporaryDirectory(prefix="skyllama-quantize-") as tmp:
         out = Path(tmp) / "model.gguf"
         yield from _with_progress(
-            lambda say: quantize_gguf(catalog.blobs.local_path(source.digest), out, plan.quantize or "", say)
+            lambda say: quantize_gguf(catalog.blobs.local_path(source.digest), out, plan.quantize or "", native, say)
         )
         digest = _put_new(catalog, out, created)
     yield {"status": f"creating new layer {digest}"}

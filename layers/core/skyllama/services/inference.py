@@ -342,7 +342,7 @@ def _render_jinja(prep: Prepared, messages: list[dict[str, Any]], tools: list[An
         token_id = info.metadata.get(f"tokenizer.ggml.{key}_token_id")
         # the GGUF's own metadata, unchecked by llama.cpp here: an id past the vocabulary aborts (T-31)
         known = isinstance(token_id, int) and 0 <= token_id < (info.vocab_size or 0)
-        special[key] = context.detokenize([token_id]) if known else ""
+        special[key] = context.detokenize([int(token_id)]) if known and token_id is not None else ""
     return render_jinja(info.chat_template, messages, tools, bos_token=special["bos"], eos_token=special["eos"])
 
 

@@ -222,7 +222,7 @@ def _events(services: Any, record: dict[str, Any], deadline: float | None) -> It
     if int(record.get("attempts", 1)) > 1:
         yield {"status": f"resuming (attempt {record['attempts']})"}
     plan = plan_create(services.catalog, dict(record["request"]), OptionLimits.from_settings(services.settings))
-    yield from run_create(services.catalog, plan)
+    yield from run_create(services.catalog, plan, native_quantize=services.runners().quantize)
 
 
 class _acting_as:  # noqa: N801 - used as a context manager

@@ -28,12 +28,12 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..engine.base import EngineModel, LoadSpec
+from ..engine.base import Engine, EngineModel, LoadSpec
 from ..errors import Busy
 from ..keep_alive import KeepAlive, ps_expires_at
 from ..option_bounds import OptionLimits, check_bounds
@@ -46,8 +46,6 @@ log = logging.getLogger(__name__)
 
 BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
 
-Loader = Callable[[LoadSpec], EngineModel]
-BatchLoader = Callable[[LoadSpec, int], EngineModel]  # (spec, sequences): a model safe to share
 
 
 class RunnerObserver(Protocol):
@@ -83,6 +81,11 @@ class Runner:
     def idle(self) -> bool:
         return self.refs == 0 and self.ready.done()
 
+    @property
+    def failed(self) -> bool:
+        """A context's runner process died (or was killed as hung): the runner must be replaced."""
+        return any(not getattr(c, "alive", True) for c in self.contexts)
+
 
 @dataclass
 class Lease:
@@ -96,23 +99,13 @@ class Lease:
 class Scheduler:
     """Loads, shares, queues and expires runners (see the module docstring)."""
 
-    def __init__(self, settings: Settings, catalog: Catalog, *, clock: Clock | None = None,
-                 loader: Loader | None = None, batch_loader: BatchLoader | None = None,
+    def __init__(self, settings: Settings, catalog: Catalog, engine: Engine, *, clock: Clock | None = None,
                  observer: RunnerObserver | None = None) -> None:
         self.settings = settings
         self.observer = observer
         self.catalog = catalog
         self.clock = clock or Clock()
-        if loader is None:
-            from ..engine.llama import load_llama
-
-            loader = load_llama
-            if batch_loader is None:
-                from ..engine.multiseq import load_multiseq
-
-                batch_loader = load_multiseq
-        self.loader = loader
-        self.batch_loader = batch_loader
+        self.engine = engine
         self._runners: dict[tuple[str, LoadSpec], Runner] = {}
         self._cond: asyncio.Condition | None = None
         self._waiting = 0
@@ -146,7 +139,7 @@ class Scheduler:
             n_threads=int(merged.get("num_thread") or self.settings.num_thread or 0),
             # Embedding models always use it: +5% texts/s, cosine 0.9999997 (tests/bench/sweep.py).
             flash_attn=self.settings.flash_attention or embedding, kv_cache_type=self.settings.kv_cache_type,
-            embedding=embedding,
+            embedding=embedding, name=model.name.display(),
         )
         parallel = int(merged.get("num_parallel") or self.settings.num_parallel_for(model.name.display())
                        or self.settings.effective_num_parallel)
@@ -206,7 +199,7 @@ class Scheduler:
         try:
             yield Lease(runner, context, time.perf_counter_ns() - started)
         finally:
-            if not runner.shared:
+            if not runner.shared and getattr(context, "alive", True):
                 runner.free.append(context)
             runner.sem.release()
             await self._release_ref(runner, keep_alive, until)
@@ -219,6 +212,9 @@ class Scheduler:
             try:
                 while True:
                     runner = self._runners.get(key)
+                    if runner is not None and runner.failed:
+                        await self._discard(runner)  # its requests in flight fail on their own
+                        runner = None
                     if runner is not None:
                         runner.refs += 1
                         return runner
@@ -238,8 +234,7 @@ class Scheduler:
                 if waiting:
                     self._waiting -= 1
             loop = asyncio.get_running_loop()
-            shared = (parallel > 1 and self.settings.gen_batching and not spec.embedding
-                      and self.batch_loader is not None)
+            shared = parallel > 1 and self.settings.gen_batching and not spec.embedding and self.engine.batching
             runner = Runner(key=key, spec=spec, model=model, parallel=parallel, sem=asyncio.Semaphore(parallel),
                             ready=loop.create_future(), refs=1, last_used=self.clock.now(), shared=shared)
             self._runners[key] = runner
@@ -249,10 +244,9 @@ class Scheduler:
     async def _load_first(self, runner: Runner) -> None:
         try:
             if runner.shared:
-                assert self.batch_loader is not None
-                context = await asyncio.to_thread(self.batch_loader, runner.spec, runner.parallel)
+                context = await asyncio.to_thread(self.engine.load_batched, runner.spec, runner.parallel)
             else:
-                context = await asyncio.to_thread(self.loader, runner.spec)
+                context = await asyncio.to_thread(self.engine.load, runner.spec)
         except BaseException as e:  # noqa: BLE001 - every waiter gets the load error
             log.warning("loading %s failed: %s", runner.model.name.display(), e)
             async with self._setup():
@@ -269,7 +263,7 @@ class Scheduler:
         runner.ready.set_result(None)
 
     async def _load_context(self, runner: Runner) -> EngineModel:
-        context = await asyncio.to_thread(self.loader, runner.spec)
+        context = await asyncio.to_thread(self.engine.load, runner.spec)
         runner.contexts.append(context)
         return context
 
@@ -290,6 +284,20 @@ class Scheduler:
 
     def _expiry(self, keep_alive: KeepAlive) -> float:
         return keep_alive.expires_at(self.clock.now())
+
+    async def _discard(self, runner: Runner) -> None:
+        """Forget a failed runner now (caller holds the condition); its live contexts are freed
+        in the background, since requests may still be on them."""
+        if self._runners.get(runner.key) is runner:
+            del self._runners[runner.key]
+        if runner.closed:
+            return
+        runner.closed = True
+        log.warning("runner of %s failed; it is loaded again by the next request", runner.model.name.display())
+        for context in runner.contexts:
+            asyncio.get_running_loop().create_task(asyncio.to_thread(context.close))
+        if self.observer is not None:
+            await self.observer.unloaded(runner)
 
     async def _unload(self, runner: Runner) -> None:
         """Forget ``runner`` and free its contexts (caller holds the condition)."""
@@ -341,13 +349,10 @@ class Scheduler:
                     await self._wake.wait()
 
     def loaded(self) -> list[Runner]:
-        return [r for r in self._runners.values() if r.ready.done() and not r.closed]
+        return [r for r in self._runners.values() if r.ready.done() and not r.closed and not r.failed]
 
     def ps(self) -> list[dict[str, Any]]:
         """``/api/ps``: loaded models, the longest remaining time first."""
-        from ..engine import llama as _llama
-
-        gpu = _llama.supports_gpu() if self.loader is _llama.load_llama else False
         rows = []
         now = time.time()  # wall time, as Ollama shows "forever" (now + Go's largest duration)
         for runner in sorted(self.loaded(), key=lambda r: r.expires_at, reverse=True):
@@ -357,7 +362,7 @@ class Scheduler:
             rows.append({
                 "name": name, "model": name, "size": size, "digest": runner.model.digest.hex,
                 "details": runner.model.details(), "expires_at": ps_expires_at(runner.expires_at, now),
-                "size_vram": size if gpu and runner.spec.n_gpu_layers != 0 else 0,
+                "size_vram": size if any(getattr(c, "on_gpu", False) for c in runner.contexts) else 0,
                 "context_length": runner.spec.n_ctx,
                 # skyllama's own (clients ignore them): queue visibility per model
                 "num_parallel": runner.parallel, "running": running, "queued": max(runner.refs - running, 0),

@@ -28,4 +28,4 @@ async def create(req: CreateRequest, svc: Svc) -> Response:
     if queue is not None and (plan.source_files or plan.quantize):
         job_id = await in_thread(submit_or_attach, svc, "create", request, queue)
         return await respond(follow_job(svc.state, job_id, timeout=svc.settings.job_follow_seconds), req.stream)
-    return await respond(run_create(svc.catalog, plan), req.stream)
+    return await respond(run_create(svc.catalog, plan, native_quantize=svc.runners().quantize), req.stream)

@@ -32,11 +32,24 @@ def scheduler_of(app: FastAPI) -> Scheduler:
     svc: Services = app.state.services
     sched = svc.extras.get("scheduler")
     if sched is None:
-        sched = Scheduler(svc.settings, svc.catalog, clock=svc.clock, loader=svc.extras.get("engine_loader"),
-                          observer=svc.extras.get("fleet"))
+        loader = svc.extras.get("engine_loader")
+        engine = svc.extras.get("engine") or (_LoaderEngine(loader) if loader else svc.runners())
+        sched = Scheduler(svc.settings, svc.catalog, engine, clock=svc.clock, observer=svc.extras.get("fleet"))
         svc.extras["scheduler"] = sched
         app.state.shutdown_hooks.append(sched.close)
     return sched
+
+
+class _LoaderEngine:
+    """A bare loader function (tests) as an engine without batching."""
+
+    batching = False
+
+    def __init__(self, loader: Any) -> None:
+        self.load = loader
+
+    def load_batched(self, spec: Any, n_seq: int) -> Any:
+        raise NotImplementedError
 
 
 def start_preload(app: FastAPI) -> asyncio.Task[None]:
