@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -63,6 +64,10 @@ BEYOND_BOUNDS: list[tuple[dict[str, Any], str]] = [
      "the grammar is larger than 262144 bytes"),
     ({"type": "string", "minLength": -1}, "minLength must be a non-negative integer"),
     ({"type": "string", "pattern": "^}$"}, "Unsupported pattern syntax"),  # upstream loops forever here
+    ({"enum": []}, "enum must not be empty"),  # llama.cpp refuses an empty rule: a NULL grammar
+    ({"type": "string", "pattern": "^a**$"}, "Nothing to repeat"),
+    ({"type": "string", "pattern": "^\\u12$"}, "Invalid escape"),
+    ({"type": "string", "pattern": "^\\p{L}$"}, "Unsupported escape"),
 ]
 
 
@@ -127,13 +132,13 @@ ORDINARY: list[dict[str, Any]] = [
     {"type": "string", "minLength": 3, "maxLength": 10},
     {"type": "array", "items": {"type": "number"}, "minItems": 1, "maxItems": 4},
     {"type": "array", "prefixItems": [{"type": "string"}, {"type": "boolean"}]},
-    {"type": "string", "pattern": "^[a-z]{2,5}-\\d+(x|y)?.$"},
+    {"type": "string", "pattern": "^[a-z]{2,5}-[0-9]+(x|y)?.$"},
     {"type": "string", "format": "date-time"},
     {"type": "string", "format": "uuid"},
     {"type": "object", "additionalProperties": {"type": "integer"}},
     {"allOf": [{"properties": {"x": {"type": "integer"}}}, {"anyOf": [{"properties": {"y": {"type": "string"}}}]}]},
     {"enum": [1, "two", None, {"a": [1]}]},
-    {"const": "line\n\"quoted\""},
+    {"const": "plain"},
     {"type": ["string", "integer", "null"]},
     {"oneOf": [{"type": "string"}, {"type": "number"}]},
     {},
@@ -146,6 +151,38 @@ def test_gbnf_equals_llama_cpp_pythons(schema: dict[str, Any]) -> None:
     from llama_cpp.llama_grammar import json_schema_to_gbnf  # only to compare; the server never imports it
 
     assert grammar.grammar_for_format(json.loads(json.dumps(schema))) == json_schema_to_gbnf(json.dumps(schema))
+
+
+# Regex escapes upstream copies into GBNF that llama.cpp's parser refuses (a NULL grammar, which
+# segfaults the sampler chain): here they become classes or plain characters.
+ESCAPES = ["^\\d+$", "^\\w+@\\w+\\.com$", "^[\\d\\s]{1,5}$", "^\\S+$", "^\\/api\\/v[0-9]$", "^a\\.+$",
+           "^[\\-\\]\\.]$", "^\\x41\\u00e9$", "^\"quoted\"\\\\$", "^[^\\d]$"]
+
+
+@pytest.fixture(scope="module")
+def vocab() -> Iterator[Any]:
+    import llama_cpp  # the native parser, only to check the grammars the server builds
+
+    from skyllama.demo import smollm2_gguf
+
+    llm = llama_cpp.Llama(str(smollm2_gguf()), vocab_only=True, verbose=False)
+    yield llama_cpp.llama_model_get_vocab(llm._model.model)
+    llm.close()
+
+
+@pytest.mark.parametrize("schema", ORDINARY + [{"type": "string", "pattern": p} for p in ESCAPES]
+                         + [{"const": "line\n\"quoted\" back\\slash"}, {"enum": ["a\"b", "c\\d"]},
+                            {"type": "object", "properties": {"we\"ird": {"type": "null"}}, "required": ["we\"ird"]}]
+                         + [{"type": "string", "maxLength": 1000}, {"type": "array", "maxItems": 1000, "items": {"type": "integer"}}],
+                         ids=lambda s: json.dumps(s)[:40])
+def test_every_grammar_built_parses_in_llama_cpp(vocab: Any, schema: dict[str, Any]) -> None:
+    import llama_cpp
+
+    gbnf = grammar.grammar_for_format(json.loads(json.dumps(schema)))
+    assert gbnf
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
+    assert sampler, f"llama.cpp refused the grammar:\n{gbnf[:2000]}"
+    llama_cpp.llama_sampler_free(sampler)
 
 
 def test_json_format_is_llama_cpps_json_grammar() -> None:

@@ -15,6 +15,12 @@ from itertools import groupby
 DOT = "[^\\x0A\\x0D]"
 NON_LITERAL_SET = set("|.()[]{}*+?")
 ESCAPED_IN_REGEXPS_BUT_NOT_IN_LITERALS = set("[]()|{}*+?")
+# Regex escapes GBNF has no literal for: classes, and the characters they stand for in a class.
+CLASS_ESCAPES = {"d": "0-9", "w": "a-zA-Z0-9_", "s": " \\t\\n\\r\\x0B\\x0C"}
+NEGATED_CLASS_ESCAPES = {"D": CLASS_ESCAPES["d"], "W": CLASS_ESCAPES["w"], "S": CLASS_ESCAPES["s"]}
+CLASS_LETTERS = (*CLASS_ESCAPES, *NEGATED_CLASS_ESCAPES)
+GBNF_ESCAPES = set("tnr")  # what llama.cpp's grammar parser reads after a backslash, besides \\ \" \[ \] \x \u
+HEX_ESCAPES = {"x": 2, "u": 4}
 AddRule = Callable[[str, str], str]
 Piece = tuple[str, bool]  # a GBNF fragment, and whether it is a literal (to merge neighbours)
 
@@ -61,6 +67,38 @@ def build_repetition(item: str, min_items: int, max_items: int | None, separator
 def _to_rule(piece: Piece) -> str:
     text, is_literal = piece
     return '"' + text + '"' if is_literal else text
+
+
+def _hex(char: str) -> str:
+    return f"\\x{ord(char):02X}" if ord(char) < 0x100 else f"\\u{ord(char):04X}"
+
+
+def _escape(pattern: str, i: int, in_class: bool) -> tuple[str, int]:
+    """GBNF for the regex escape at ``pattern[i]`` (a backslash), and how many characters it took.
+
+    Upstream copies most escapes as they are, and llama.cpp's grammar parser refuses ``\\d``,
+    ``\\.`` or ``\\/``: a NULL grammar that crashed the engine. Here ``\\d``/``\\w``/``\\s`` become
+    character classes, escaped punctuation the character itself, and anything else is a 400.
+    """
+    if i + 1 >= len(pattern):
+        raise ValueError(f"Trailing backslash in /{pattern}/")
+    char = pattern[i + 1]
+    if char in CLASS_ESCAPES:
+        return (CLASS_ESCAPES[char] if in_class else f"[{CLASS_ESCAPES[char]}]"), 2
+    if char in NEGATED_CLASS_ESCAPES and not in_class:
+        return f"[^{NEGATED_CLASS_ESCAPES[char]}]", 2
+    if char in GBNF_ESCAPES:
+        return "\\" + char, 2
+    if char in HEX_ESCAPES:
+        digits = pattern[i + 2: i + 2 + HEX_ESCAPES[char]]
+        if len(digits) != HEX_ESCAPES[char] or any(d not in "0123456789abcdefABCDEF" for d in digits):
+            raise ValueError(f"Invalid escape \\{char}{digits} in /{pattern}/")
+        return "\\" + char + digits, 2 + len(digits)
+    if char.isalnum() or char.isspace():
+        raise ValueError(f"Unsupported escape \\{char} in /{pattern}/")
+    if in_class:
+        return _hex(char), 2
+    return ('\\' + char if char in '"\\' else char), 2
 
 
 def _quantifier(braces: str, pattern: str) -> tuple[int, int | None]:
@@ -120,8 +158,11 @@ def pattern_rule(add_rule: AddRule, pattern: str, name: str) -> str:
                 brackets = c
                 i += 1
                 while i < length and pattern[i] != "]":
-                    step = 2 if pattern[i] == "\\" else 1
-                    brackets += pattern[i: i + step]
+                    if pattern[i] == "\\":
+                        text, step = _escape(pattern, i, in_class=True)
+                    else:
+                        text, step = pattern[i], 1
+                    brackets += text
                     i += step
                 if i >= length:
                     raise ValueError(f"Unbalanced square brackets in /{pattern}/")
@@ -131,8 +172,8 @@ def pattern_rule(add_rule: AddRule, pattern: str, name: str) -> str:
                 seq.append(("|", False))
                 i += 1
             elif c in ("*", "+", "?"):
-                if not seq:
-                    raise ValueError(f"Nothing to repeat at index {i} of /{pattern}/")
+                if not seq or (not seq[-1][1] and seq[-1][0].endswith(("*", "+", "?"))):
+                    raise ValueError(f"Nothing to repeat (or a lazy quantifier) at index {i} of /{pattern}/")
                 seq[-1] = (_to_rule(seq[-1]) + c, False)
                 i += 1
             elif c == "{":
@@ -153,16 +194,21 @@ def pattern_rule(add_rule: AddRule, pattern: str, name: str) -> str:
                     sub = rule_id
                 seq[-1] = (build_repetition(f'"{sub}"' if sub_is_literal else sub, min_times, max_times,
                                             item_is_literal=sub_is_literal), False)
+            elif c == "\\" and pattern[i + 1: i + 2] in CLASS_LETTERS:
+                seq.append((_escape(pattern, i, in_class=False)[0], False))
+                i += 2
             else:
                 literal = ""
                 while i < length:
-                    if pattern[i] == "\\" and i < length - 1:
-                        following = pattern[i + 1]
-                        if following in ESCAPED_IN_REGEXPS_BUT_NOT_IN_LITERALS:
-                            literal += following
-                        else:
-                            literal += pattern[i: i + 2]
-                        i += 2
+                    if pattern[i] == "\\":
+                        following = pattern[i + 1: i + 2]
+                        if following in CLASS_LETTERS:
+                            break
+                        text, step = _escape(pattern, i, in_class=False)
+                        if literal and pattern[i + step: i + step + 1] in ("*", "+", "?", "{"):
+                            break  # the quantifier applies to this character alone
+                        literal += following if following in ESCAPED_IN_REGEXPS_BUT_NOT_IN_LITERALS else text
+                        i += step
                     elif pattern[i] == '"':
                         literal += '\\"'
                         i += 1

@@ -110,6 +110,8 @@ def _check_keywords(node: dict[str, Any], refs: list[str]) -> None:
     for key, value in node.items():
         if isinstance(value, dict) and key not in ("properties", "$defs", "definitions"):
             continue
+        if key in ("enum", "anyOf", "oneOf", "type") and value == []:
+            raise _refuse(f"{key} must not be empty")  # an empty rule: llama.cpp refuses the grammar
         if key in _COUNTS:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise _refuse(f"{key} must be a non-negative integer")

@@ -10,6 +10,8 @@ for rule (``tests/security/test_t32_grammars.py`` compares them), with these cha
   resolved too, where upstream fails with a ``KeyError``;
 - the converter stops with :class:`GrammarLimit` once the grammar passes ``max_bytes`` or the
   conversion passes its ``deadline`` (``time.monotonic()``), checked at every rule it adds;
+- backslashes in literals are escaped (upstream's ``enum``/``const`` with a quote or a newline
+  gave a grammar llama.cpp refuses), and regex escapes too (``engine/gbnf_rules.py``);
 - errors are :class:`ValueError` (not ``assert``), so ``python -O`` cannot skip them, and a
   pattern character the original loops on forever (a lone ``]`` or ``}``) is one of them.
 
@@ -28,8 +30,10 @@ from .gbnf_rules import build_repetition, pattern_rule
 
 SPACE_RULE = '" "?'
 INVALID_RULE_CHARS_RE = re.compile(r"[^a-zA-Z0-9-]+")
-GRAMMAR_LITERAL_ESCAPE_RE = re.compile(r'[\r\n"]')
-GRAMMAR_LITERAL_ESCAPES = {"\r": "\\r", "\n": "\\n", '"': '\\"'}
+# Upstream leaves backslashes as they are: the JSON escapes in an enum value (``\"``) then end the
+# GBNF literal early, and llama.cpp refuses the grammar (a NULL grammar crashed the sampler).
+GRAMMAR_LITERAL_ESCAPE_RE = re.compile(r'[\r\n"\\]')
+GRAMMAR_LITERAL_ESCAPES = {"\r": "\\r", "\n": "\\n", '"': '\\"', "\\": "\\\\"}
 
 
 class GrammarLimit(ValueError):
