@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from serving import RunningServer, clone_models, run_server
+from skyllama.engine.fake import FakeEngine
 
 OLLAMA_VARS = [k for k in os.environ if k.startswith(("OLLAMA_", "SKYLLAMA_")) and k != "SKYLLAMA_DEMO_CACHE"]
 
@@ -23,15 +24,15 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def demo_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models folder with the demo models, created once per session through the create path."""
-    from skyllama.composition import build_services
+    from skyllama.composition import build_runtime
     from skyllama.demo import install_demo_models
     from skyllama.settings import Settings
 
     folder = tmp_path_factory.mktemp("demo-models")
     settings = Settings.from_env({}, models=folder, state_db=folder / ".skyllama" / "state.db")
-    services = build_services(settings)
-    install_demo_models(services)
-    services.close()
+    runtime = build_runtime(settings, inference=False)
+    install_demo_models(runtime)
+    runtime.close()
     return folder
 
 
@@ -54,6 +55,20 @@ def demo_server(demo_models: Path, tmp_path: Path) -> Iterator[RunningServer]:
     """A real server on 127.0.0.1 over a private copy of the demo models."""
     folder = clone_models(demo_models, tmp_path / "demo")
     with run_server(folder) as running:
+        yield running
+
+
+@pytest.fixture
+def fake_engine() -> FakeEngine:
+    """The fake engine ``demo_fake_server`` runs on (script its replies with ``enqueue``)."""
+    return FakeEngine()
+
+
+@pytest.fixture
+def demo_fake_server(demo_models: Path, tmp_path: Path, fake_engine: FakeEngine) -> Iterator[RunningServer]:
+    """A real server over a copy of the demo models, generating with ``fake_engine``."""
+    folder = clone_models(demo_models, tmp_path / "demo-fake")
+    with run_server(folder, engine=fake_engine) as running:
         yield running
 
 

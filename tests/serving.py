@@ -15,7 +15,8 @@ from typing import Any
 
 import uvicorn
 
-from skyllama.composition import Services, build_services
+from skyllama.composition import Runtime, build_runtime
+from skyllama.engine.base import Engine
 from skyllama.http.app import create_app
 from skyllama.settings import Settings
 
@@ -28,24 +29,27 @@ def free_port() -> int:
 
 
 class RunningServer:
-    def __init__(self, url: str, services: Services, server: uvicorn.Server) -> None:
+    def __init__(self, url: str, runtime: Runtime, server: uvicorn.Server) -> None:
         self.url = url
-        self.services = services
+        self.runtime = runtime
         self.server = server
 
     @property
     def settings(self) -> Settings:
-        return self.services.settings
+        return self.runtime.settings
 
 
 @contextmanager
-def run_server(models: Path, **overrides: Any) -> Iterator[RunningServer]:
-    """Serve ``models`` on a free loopback port until the block ends."""
+def run_server(models: Path, *, engine: Engine | None = None, **overrides: Any) -> Iterator[RunningServer]:
+    """Serve ``models`` on a free loopback port until the block ends (with ``engine``, a fake
+    engine instead of runner processes; other keywords are settings or ``build_runtime``'s)."""
     port = free_port()
+    wiring = {k: overrides.pop(k) for k in ("outbound", "stores", "clock") if k in overrides}
+    overrides.setdefault("runner_spares", 0)  # most test servers load no model: no spare process to start
     settings = Settings.from_env({}, models=models, host=f"127.0.0.1:{port}",
                                  state_db=models / ".skyllama" / "state.db", **overrides)
-    services = build_services(settings)
-    app = create_app(settings, services=services)
+    runtime = build_runtime(settings, engine=engine, **wiring)
+    app = create_app(runtime)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -56,11 +60,11 @@ def run_server(models: Path, **overrides: Any) -> Iterator[RunningServer]:
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
     try:
-        yield RunningServer(f"http://127.0.0.1:{port}", services, server)
+        yield RunningServer(f"http://127.0.0.1:{port}", runtime, server)
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-        services.close()
+        runtime.close()
 
 
 def clone_models(source: Path, dest: Path) -> Path:

@@ -15,11 +15,12 @@ from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 
 from skyllama.adapters.aws.factory import lambda_settings
+from skyllama.composition import build_runtime
 from skyllama.http.app import create_app
 
 CORRELATION_ID = 'requestContext.requestId || headers."x-amzn-trace-id"'
 logger, metrics = Logger(), Metrics(namespace="skyllama")
-app = create_app(lambda_settings())
+app = create_app(build_runtime(lambda_settings(), inference=False))  # inference has its own function
 asgi = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/x-ndjson"])
 
 

@@ -1,6 +1,9 @@
 """Inference: generate, chat, embed, embeddings (and OpenAI /v1) through Mangum.
 
-Models load lazily on the first request that needs them: the blob is fetched from S3 into
+A runner process is started before anything else is imported: it imports llama.cpp in parallel
+with the function's own imports, and the first model load takes it (``engine/runner/pool.py``).
+The runner is a child process of the function's, frozen and thawed with the execution
+environment. Models load lazily on the first request that needs them: the blob is fetched from S3 into
 ``SKYLLAMA_CACHE_DIR`` (``/tmp``) by parallel ranged GETs, verified by digest, and kept with the
 loaded model for the warm invocations that follow. A warm-up event from the warmer holds the models
 it names (loading them if needed) until their fleet ``expires_at``; each invocation first unloads
@@ -13,18 +16,26 @@ start, before the first token); the function's active tracing still records its 
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from mangum import Mangum
-from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
+from skyllama.engine.runner.pool import RunnerPool
 
-from skyllama.adapters.aws.factory import lambda_settings
-from skyllama.http.app import create_app
-from skyllama.http.warm_up import event_loop, reap, warm_up
+runners = RunnerPool()  # first: its spare runner imports llama.cpp while the rest below imports
+
+from aws_lambda_powertools import Logger, Metrics  # noqa: E402
+from aws_lambda_powertools.metrics import MetricUnit  # noqa: E402
+from mangum import Mangum  # noqa: E402
+from mangum.adapter import DEFAULT_TEXT_MIME_TYPES  # noqa: E402
+
+from skyllama.adapters.aws.factory import lambda_settings  # noqa: E402
+from skyllama.composition import build_runtime  # noqa: E402
+from skyllama.http.app import create_app  # noqa: E402
+from skyllama.services.fleet.warm_up import event_loop, reap, warm_up  # noqa: E402
 
 CORRELATION_ID = 'requestContext.requestId || headers."x-amzn-trace-id"'
 logger, metrics = Logger(), Metrics(namespace="skyllama")
-app = create_app(lambda_settings())
+runtime = build_runtime(lambda_settings(), runners=runners)
+inference = runtime.inference
+assert inference is not None
+app = create_app(runtime)
 asgi = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "application/x-ndjson"])
 
 
@@ -35,8 +46,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     loop = event_loop()
     if event.get("source") == "skyllama.warmer":
         metrics.add_metric(name="WarmUps", unit=MetricUnit.Count, value=1)
-        return {"warm": True, "models": loop.run_until_complete(warm_up(app, event.get("models")))}
+        models = warm_up(inference, event.get("models"), runtime.clock.now())
+        return {"warm": True, "models": loop.run_until_complete(models)}
     metrics.add_metric(name="InferenceRequests", unit=MetricUnit.Count, value=1)
-    loop.run_until_complete(reap(app))  # models whose keep_alive ran out while this instance was frozen
+    loop.run_until_complete(reap(runtime.scheduler))  # models whose keep_alive ran out while this instance was frozen
     response: dict[str, Any] = asgi(event, context)
     return response

@@ -13,21 +13,23 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from skyllama.adapters.aws.capacity import WarmerControls
 from skyllama.adapters.aws.factory import lambda_settings
-from skyllama.composition import build_services
-from skyllama.services.fleet import INSTANCE_KIND, live_records
-from skyllama.services.warm_policy import warm_round
+from skyllama.composition import build_stores
+from skyllama.ports import Clock
+from skyllama.services.fleet.records import INSTANCE_KIND, live_records
+from skyllama.services.fleet.warm_policy import warm_round
 
 logger, metrics = Logger(), Metrics(namespace="skyllama")
-services = build_services(lambda_settings())
-controls = WarmerControls.from_settings(services.settings)
+settings, clock = lambda_settings(), Clock()
+state = build_stores(settings, clock).state  # the fleet's instance records
+controls = WarmerControls.from_settings(settings)
 
 
 @logger.inject_lambda_context(correlation_id_path="id")
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """An EventBridge scheduled event in; the plan and what was done out."""
-    now = services.clock.now()
-    decided = warm_round(live_records(services.state.query(INSTANCE_KIND), now), services.settings, now)
+    now = clock.now()
+    decided = warm_round(live_records(state.query(INSTANCE_KIND), now), settings, now)
     answered = controls.warm(decided.events)
     actions = controls.set_capacity(decided.plan.provisioned, decided.plan.desired_count)
     for skipped in decided.skipped:

@@ -19,18 +19,18 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from skyllama.adapters.aws.factory import lambda_settings
-from skyllama.composition import build_services
-from skyllama.services.jobs import idempotent_runner
+from skyllama.composition import build_jobs
+from skyllama.services.jobs.runner import idempotent_runner
 
 logger, metrics = Logger(), Metrics(namespace="skyllama")
-services = build_services(lambda_settings())
-run, idempotency = idempotent_runner(services, table=services.settings.table, dynamodb=services.state.client,
-                                     queue=services.extras.get("jobs"))
+jobs = build_jobs(lambda_settings())
+run, idempotency = idempotent_runner(jobs, table=jobs.settings.table, dynamodb=jobs.state.client,  # type: ignore[attr-defined]
+                                     queue=jobs.queue)
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord, lambda_context: Any) -> dict[str, Any]:
-    left = lambda_context.get_remaining_time_in_millis() / 1000 - services.settings.job_reserve_seconds
+    left = lambda_context.get_remaining_time_in_millis() / 1000 - jobs.settings.job_reserve_seconds
     result = run(job=json.loads(record.body), deadline=time.monotonic() + left)
     metrics.add_metric(name=f"Jobs_{result['status']}", unit=MetricUnit.Count, value=1)
     return result

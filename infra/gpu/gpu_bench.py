@@ -29,7 +29,7 @@ import httpx  # noqa: E402
 import llama_cpp  # noqa: E402
 from _common import serve_in_subprocess  # noqa: E402
 
-from skyllama.composition import build_services  # noqa: E402
+from skyllama.composition import build_runtime  # noqa: E402
 from skyllama.demo import SMOLLM2_NAME, import_gguf, smollm2_create_request  # noqa: E402
 from skyllama.settings import Settings  # noqa: E402
 
@@ -37,11 +37,11 @@ from skyllama.settings import Settings  # noqa: E402
 def models_folder(gguf: Path) -> Path:
     """A fresh models folder with the GGUF imported through skyllama's create path (no network)."""
     folder = Path(tempfile.mkdtemp(prefix="skyllama-gpu-"))
-    services = build_services(
-        Settings.from_env({}, models=folder, state_db=folder / ".skyllama" / "state.db")
+    runtime = build_runtime(
+        Settings.from_env({}, models=folder, state_db=folder / ".skyllama" / "state.db"), inference=False
     )
-    import_gguf(services, gguf, smollm2_create_request())
-    services.close()
+    import_gguf(runtime, gguf, smollm2_create_request())
+    runtime.close()
     return folder
 
 

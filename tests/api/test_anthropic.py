@@ -35,11 +35,10 @@ def test_messages_real_model(demo_server: RunningServer) -> None:
     assert err.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
 
 
-def test_tool_use_and_results_streamed(demo_server: RunningServer) -> None:
-    engine = FakeEngine()
-    demo_server.services.extras["engine_loader"] = engine.load
+def test_tool_use_and_results_streamed(demo_fake_server: RunningServer, fake_engine: FakeEngine) -> None:
+    engine = fake_engine
     engine.enqueue(['<tool_call>\n{"name": "get_weather", "arguments": ', '{"city": "Paris"}}\n</tool_call>'])
-    c = client(demo_server)
+    c = client(demo_fake_server)
     with c.messages.stream(model="smollm2:135m", max_tokens=50, tools=TOOLS,  # type: ignore[arg-type]
                            messages=[{"role": "user", "content": "Weather in Paris?"}]) as stream:
         final = stream.get_final_message()

@@ -21,7 +21,8 @@ from serving import RunningServer
 from skyllama.engine.base import LoadSpec
 from skyllama.engine.fake import FakeEngine
 from skyllama.errors import BadRequest
-from skyllama.services.batching import EmbedBatcher
+from skyllama.keep_alive import KeepAlive
+from skyllama.services.inference.batching import EmbedBatcher
 
 MINILM = "all-minilm"
 SMOLLM = "smollm2:135m"
@@ -46,7 +47,9 @@ def test_concurrent_requests_are_coalesced_and_match_single_requests(demo_server
     options = {"num_ctx": 256}
     alone = [httpx.post(f"{demo_server.url}/api/embed", json={"model": model, "input": [t], "options": options},
                         timeout=120).json()["embeddings"][0] for t in TEXTS]
-    batcher = demo_server.services.extras["scheduler"].embed_batcher
+    scheduler = demo_server.runtime.scheduler
+    assert scheduler is not None
+    batcher = scheduler.embed_batcher
     before = batcher.batches_run
     bodies = [{"model": model, "input": TEXTS[i : i + 3], "options": options} for i in range(0, len(TEXTS), 3)]
     responses = asyncio.run(_concurrent(demo_server.url, bodies))
@@ -88,7 +91,8 @@ class _Scheduler:
         self.acquired = 0
 
     @asynccontextmanager
-    async def acquire(self, model: Any, options: dict[str, Any], keep_alive: float | None) -> AsyncIterator[Any]:
+    async def acquire(self, model: Any, options: dict[str, Any],
+                      keep_alive: KeepAlive | None = None) -> AsyncIterator[Any]:
         async with self.lock:
             self.acquired += 1
             yield SimpleNamespace(context=self.context, load_duration=0)
@@ -109,7 +113,7 @@ def _sync(fn: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
 async def test_a_cancelled_request_does_not_disturb_its_batch_mates() -> None:
     engine = FakeEngine()
     sched = _Scheduler(engine)
-    batcher = EmbedBatcher(sched, wait_ms=20)  # type: ignore[arg-type]
+    batcher = EmbedBatcher(sched.acquire, wait_ms=20)
     tasks = [asyncio.create_task(batcher.embed(MODEL, {}, None, [f"text {i}"], truncate=True)) for i in range(4)]
     await asyncio.sleep(0.005)
     tasks[1].cancel()
@@ -123,7 +127,7 @@ async def test_a_cancelled_request_does_not_disturb_its_batch_mates() -> None:
 async def test_a_cancelled_request_mid_batch_leaves_the_others_their_answers() -> None:
     engine = FakeEngine()
     sched = _Scheduler(engine)
-    batcher = EmbedBatcher(sched, wait_ms=0)  # type: ignore[arg-type]
+    batcher = EmbedBatcher(sched.acquire, wait_ms=0)
     await sched.lock.acquire()  # the batch waits for the slot, as behind a busy runner
     tasks = [asyncio.create_task(batcher.embed(MODEL, {}, None, ["abc" * i], truncate=True)) for i in (1, 2, 3)]
     await asyncio.sleep(0.01)
@@ -140,7 +144,7 @@ async def test_a_cancelled_request_mid_batch_leaves_the_others_their_answers() -
 async def test_one_failing_request_gets_its_error_and_the_others_their_vectors() -> None:
     engine = FakeEngine()
     sched = _Scheduler(engine)
-    batcher = EmbedBatcher(sched, wait_ms=5)  # type: ignore[arg-type]
+    batcher = EmbedBatcher(sched.acquire, wait_ms=5)
     ok = asyncio.create_task(batcher.embed(MODEL, {}, None, ["x" * 100, "y"], truncate=True))
     bad = asyncio.create_task(batcher.embed(MODEL, {}, None, ["x" * 100], truncate=False))
     vectors, count, _load = await ok
@@ -154,7 +158,7 @@ async def test_one_failing_request_gets_its_error_and_the_others_their_vectors()
 async def test_different_options_are_different_batches() -> None:
     engine = FakeEngine()
     sched = _Scheduler(engine)
-    batcher = EmbedBatcher(sched, wait_ms=5)  # type: ignore[arg-type]
+    batcher = EmbedBatcher(sched.acquire, wait_ms=5)
     await asyncio.gather(batcher.embed(MODEL, {"num_ctx": 32}, None, ["a"], truncate=True),
                          batcher.embed(MODEL, {"num_ctx": 64}, None, ["b"], truncate=True),
                          batcher.embed(MODEL, {"num_ctx": 32}, None, ["c"], truncate=True))

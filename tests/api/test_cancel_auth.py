@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 from serving import RunningServer, clone_models, run_server
-from skyllama.http.auth import keys_of
 
 BODY = {
     "model": "smollm2:135m",
@@ -33,7 +32,7 @@ def server(demo_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def key(server: RunningServer, owner: str, *scopes: str) -> dict[str, str]:
-    secret, _ = keys_of(server.services).create_key(
+    secret, _ = server.runtime.keys.create_key(
         name="t", owner=owner, scopes=list(scopes or ("inference",))
     )
     return {"Authorization": f"Bearer {secret}"}

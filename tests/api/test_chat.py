@@ -66,11 +66,11 @@ TOOL_OUTPUT = ['<tool', '_call>\n{"name": "get_', 'weather", "arguments": ', '{"
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_tool_calls_are_parsed_from_the_output(demo_server: RunningServer, stream: bool) -> None:
-    fake = FakeEngine()
-    demo_server.services.extras["engine_loader"] = fake.load
+def test_tool_calls_are_parsed_from_the_output(demo_fake_server: RunningServer, fake_engine: FakeEngine,
+                                              stream: bool) -> None:
+    fake = fake_engine
     fake.enqueue(TOOL_OUTPUT)
-    client = ollama.Client(host=demo_server.url)
+    client = ollama.Client(host=demo_fake_server.url)
     messages = [{"role": "user", "content": "Weather in Paris?"}]
     if stream:
         chunks = list(client.chat(model=MODEL, messages=messages, tools=[WEATHER], stream=True))
@@ -85,15 +85,14 @@ def test_tool_calls_are_parsed_from_the_output(demo_server: RunningServer, strea
     assert "get_weather" in fake.prompts[0] and "<tools>" in fake.prompts[0]
 
 
-def test_tool_results_go_back_into_the_prompt(demo_server: RunningServer) -> None:
-    fake = FakeEngine()
-    demo_server.services.extras["engine_loader"] = fake.load
+def test_tool_results_go_back_into_the_prompt(demo_fake_server: RunningServer, fake_engine: FakeEngine) -> None:
+    fake = fake_engine
     fake.enqueue(["It is sunny."])
     messages = [{"role": "user", "content": "Weather in Paris?"},
                 {"role": "assistant", "content": "", "tool_calls": [
                     {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
                 {"role": "tool", "content": "22 degrees and sunny", "tool_name": "get_weather"}]
-    r = ollama.Client(host=demo_server.url).chat(model=MODEL, messages=messages, tools=[WEATHER])
+    r = ollama.Client(host=demo_fake_server.url).chat(model=MODEL, messages=messages, tools=[WEATHER])
     assert r.message.content == "It is sunny."
     assert "22 degrees and sunny" in fake.prompts[0] and '"city": "Paris"' in fake.prompts[0].replace('":"', '": "')
 

@@ -44,6 +44,14 @@ def host(demo_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Running
     return demo_server
 
 
+@pytest.fixture
+def fake_host(demo_fake_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> RunningServer:
+    """``host``, on a server generating with ``fake_engine``."""
+    monkeypatch.setenv("OLLAMA_HOST", demo_fake_server.url)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    return demo_fake_server
+
+
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
@@ -60,9 +68,10 @@ def test_run_prints_a_real_answer(host: RunningServer, capsys: pytest.CaptureFix
     assert "eval count:           12 token(s)" in err
 
 
-def test_run_streams_the_answer(host: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeEngine(token_delay=0.02)
-    host.services.extras["engine_loader"] = fake.load
+def test_run_streams_the_answer(fake_host: RunningServer, fake_engine: FakeEngine,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = fake_engine
+    fake.token_delay = 0.02
     fake.enqueue(["Hello", " there", ", friend."])
     stdout = Recorder()
     monkeypatch.setattr("sys.stdout", stdout)
@@ -72,10 +81,9 @@ def test_run_streams_the_answer(host: RunningServer, monkeypatch: pytest.MonkeyP
     assert fake.prompts[0].rstrip().endswith("hi<|im_end|>\n<|im_start|>assistant")
 
 
-def test_piped_stdin_becomes_the_prompt(host: RunningServer, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
-    fake = FakeEngine()
-    host.services.extras["engine_loader"] = fake.load
+def test_piped_stdin_becomes_the_prompt(fake_host: RunningServer, fake_engine: FakeEngine,
+                                        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = fake_engine
     fake.enqueue(["A summary."])
     monkeypatch.setattr("sys.stdin", io.StringIO("Some text from a file."))
     code, out, _err = cli(capsys, "run", MODEL, "Summarize:")
@@ -83,9 +91,9 @@ def test_piped_stdin_becomes_the_prompt(host: RunningServer, monkeypatch: pytest
     assert "Some text from a file. Summarize:" in fake.prompts[0]
 
 
-def test_interactive_keeps_history_until_clear(host: RunningServer, capsys: pytest.CaptureFixture[str]) -> None:
-    fake = FakeEngine()
-    host.services.extras["engine_loader"] = fake.load
+def test_interactive_keeps_history_until_clear(fake_host: RunningServer, fake_engine: FakeEngine,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    fake = fake_engine
     for reply in ("First answer.", "Second answer.", "Third answer."):
         fake.enqueue([reply])
     lines = iter(["My name is Ada.", "/set parameter num_predict 50", "What is my name?", "/clear",

@@ -32,21 +32,20 @@ def test_chat_ollama_invoke_and_stream(demo_server: RunningServer) -> None:
     assert "".join(str(c.content) for c in chunks) == whole.content
 
 
-def test_chat_ollama_tool_calls(demo_server: RunningServer) -> None:
-    fake = FakeEngine()
-    demo_server.services.extras["engine_loader"] = fake.load
+def test_chat_ollama_tool_calls(demo_fake_server: RunningServer, fake_engine: FakeEngine) -> None:
+    fake = fake_engine
     fake.enqueue(['<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'])
 
     def get_weather(city: str) -> str:
         """Get the current weather for a city."""
         return "sunny"
 
-    reply = chat(demo_server).bind_tools([get_weather]).invoke("Weather in Paris?")
+    reply = chat(demo_fake_server).bind_tools([get_weather]).invoke("Weather in Paris?")
     assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("get_weather", {"city": "Paris"})]
 
 
 def test_ollama_embeddings(demo_server: RunningServer) -> None:
-    names = {m["name"] for m in demo_server.services.catalog.list_models()}
+    names = {m["name"] for m in demo_server.runtime.catalog.list_models(None)}
     model = EMBED if f"{EMBED}:latest" in names else MODEL
     embeddings = OllamaEmbeddings(model=model, base_url=demo_server.url)
     docs = embeddings.embed_documents(["The cat sat on the mat.", "Stock markets fell sharply."])

@@ -58,8 +58,14 @@ def together(url: str, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return results
 
 
+def loaded(server: RunningServer) -> list[Any]:
+    scheduler = server.runtime.scheduler
+    assert scheduler is not None
+    return scheduler.loaded()
+
+
 def shared_model(server: RunningServer) -> RemoteModel:
-    runners = server.services.extras["scheduler"].loaded()
+    runners = loaded(server)
     assert len(runners) == 1 and runners[0].shared
     model = runners[0].contexts[0]
     assert isinstance(model, RemoteModel)  # a batched MultiSeqModel in a runner process
@@ -197,21 +203,22 @@ def test_batching_can_be_turned_off(folder: Path) -> None:
     with run_server(folder, num_parallel=2, gen_batching=False) as running:
         got = together(running.url, [chat_body(q, num_predict=4) for q in QUESTIONS[:2]])
         assert all(g["eval_count"] == 4 for g in got)
-        runners = running.services.extras["scheduler"].loaded()
+        runners = loaded(running)
         assert len(runners) == 1 and not runners[0].shared and len(runners[0].contexts) == 2
 
 
 def test_prompts_admitted_in_one_step_match_the_plain_engine(folder: Path) -> None:
     """Engine level, deterministic: four prompts wait while the decode thread is held, so they are
     all admitted at once (the case where prefilling them in one batch drifted)."""
-    from skyllama.composition import build_services
+    from skyllama.composition import build_runtime
     from skyllama.engine.base import Generated, LoadSpec, Sampling
     from skyllama.engine.llama import LlamaModel
     from skyllama.settings import Settings
 
-    services = build_services(Settings.from_env({}, models=folder, state_db=folder / ".skyllama" / "state.db"))
-    path = str(services.catalog.model_path(services.catalog.get(MODEL)))
-    services.close()
+    runtime = build_runtime(Settings.from_env({}, models=folder, state_db=folder / ".skyllama" / "state.db"),
+                            inference=False)
+    path = str(runtime.catalog.model_path(runtime.catalog.get(MODEL, None)))
+    runtime.close()
     spec = LoadSpec(path=path, n_ctx=1024)
     greedy = Sampling(temperature=0, num_predict=48)
 

@@ -62,4 +62,4 @@ def test_third_model_evicts_the_least_recently_used(demo_models: Path, tmp_path:
         client.generate(model=MODEL, prompt="", options={"num_ctx": 512})  # ctx-a is now the LRU
         client.generate(model="ctx-b", prompt="")
         assert sorted(m.context_length for m in client.ps().models) == [384, 512]
-        assert server.services.extras["scheduler"]._waiting == 0
+        assert server.runtime.scheduler is not None and server.runtime.scheduler._waiting == 0

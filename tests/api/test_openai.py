@@ -7,6 +7,7 @@ import base64
 import json
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,8 +15,8 @@ import jsonschema
 import openai
 import pytest
 
-from serving import RunningServer
-from skyllama.engine.base import Generated, Sampling
+from serving import RunningServer, clone_models, run_server
+from skyllama.engine.base import Generated, LoadSpec, Sampling
 from skyllama.engine.fake import FakeEngine, FakeModel
 from skyllama.errors import SkyllamaError
 
@@ -29,6 +30,12 @@ HELLO = [{"role": "user", "content": "Say hello."}]
 @pytest.fixture
 def client(demo_server: RunningServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{demo_server.url}/v1", api_key="ollama", max_retries=0)
+
+
+@pytest.fixture
+def fake_client(demo_fake_server: RunningServer) -> openai.OpenAI:
+    """The client on a server whose engine is the fake (``fake_engine``)."""
+    return openai.OpenAI(base_url=f"{demo_fake_server.url}/v1", api_key="ollama", max_retries=0)
 
 
 def test_chat_completion_streamed_and_not(client: openai.OpenAI) -> None:
@@ -80,18 +87,17 @@ TOOL_OUTPUT = ['<tool', '_call>\n{"name": "get_', 'weather", "arguments": ', '{"
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_tool_calls_shape(demo_server: RunningServer, client: openai.OpenAI, stream: bool) -> None:
-    fake = FakeEngine()
-    demo_server.services.extras["engine_loader"] = fake.load
+def test_tool_calls_shape(fake_client: openai.OpenAI, fake_engine: FakeEngine, stream: bool) -> None:
+    fake = fake_engine
     fake.enqueue(TOOL_OUTPUT)
     messages = [{"role": "user", "content": "Weather in Paris?"}]
     if stream:
-        chunks = list(client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER], stream=True))
+        chunks = list(fake_client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER], stream=True))
         calls = [c for chunk in chunks if chunk.choices for c in chunk.choices[0].delta.tool_calls or []]
         reason = next(c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason)
         assert calls[0].index == 0
     else:
-        r = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER])
+        r = fake_client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER])
         calls, reason = r.choices[0].message.tool_calls or [], r.choices[0].finish_reason
     assert reason == "tool_calls" and len(calls) == 1
     assert calls[0].type == "function" and calls[0].id.startswith("call_")
@@ -99,25 +105,23 @@ def test_tool_calls_shape(demo_server: RunningServer, client: openai.OpenAI, str
     assert "<tools>" in fake.prompts[0]
 
 
-def test_tool_results_round_trip(demo_server: RunningServer, client: openai.OpenAI) -> None:
-    fake = FakeEngine()
-    demo_server.services.extras["engine_loader"] = fake.load
+def test_tool_results_round_trip(fake_client: openai.OpenAI, fake_engine: FakeEngine) -> None:
+    fake = fake_engine
     fake.enqueue(["It is sunny."])
     messages = [{"role": "user", "content": "Weather in Paris?"},
                 {"role": "assistant", "content": None, "tool_calls": [{
                     "id": "call_abc", "type": "function",
                     "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
                 {"role": "tool", "tool_call_id": "call_abc", "content": "22 degrees and sunny"}]
-    r = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER])
+    r = fake_client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER])
     assert r.choices[0].message.content == "It is sunny." and r.choices[0].finish_reason == "stop"
     assert "22 degrees and sunny" in fake.prompts[0] and "Paris" in fake.prompts[0]
 
 
-def test_content_parts_and_sampling_options(demo_server: RunningServer, client: openai.OpenAI) -> None:
-    fake = FakeEngine()
-    demo_server.services.extras["engine_loader"] = fake.load
+def test_content_parts_and_sampling_options(fake_client: openai.OpenAI, fake_engine: FakeEngine) -> None:
+    fake = fake_engine
     fake.enqueue(["one two STOP three"])
-    r = client.chat.completions.create(
+    r = fake_client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": [{"type": "text", "text": "Count please."}]}],
         stop="STOP", temperature=0.2, top_p=0.9, presence_penalty=0.1, frequency_penalty=0.1)
     assert r.choices[0].message.content == "one two " and "Count please." in fake.prompts[0]
@@ -174,15 +178,22 @@ class _Failing(FakeModel):
         raise SkyllamaError("engine fell over")
 
 
-def test_error_after_the_first_chunk_is_an_sse_error_event(demo_server: RunningServer, client: openai.OpenAI) -> None:
-    fake = FakeEngine()
-    demo_server.services.extras["engine_loader"] = lambda spec: _Failing(spec, fake)
-    with httpx.stream("POST", f"{demo_server.url}/v1/chat/completions", timeout=60, json={
-            "model": MODEL, "messages": HELLO, "stream": True}) as r:
-        assert r.status_code == 200
-        events = [line for line in r.iter_lines() if line]
-    assert json.loads(events[0][6:])["choices"][0]["delta"] == {"role": "assistant", "content": "Hel"}
-    assert json.loads(events[-1][6:]) == {"error": {"message": "engine fell over", "type": "api_error",
-                                                    "param": None, "code": None}}
-    with pytest.raises(openai.APIError, match="engine fell over"):
-        list(client.chat.completions.create(model=MODEL, messages=HELLO, stream=True))
+class _FailingEngine(FakeEngine):
+    """A fake engine whose models fail after their first piece."""
+
+    def load(self, spec: LoadSpec) -> FakeModel:
+        return _Failing(spec, self)
+
+
+def test_error_after_the_first_chunk_is_an_sse_error_event(demo_models: Path, tmp_path: Path) -> None:
+    with run_server(clone_models(demo_models, tmp_path / "failing"), engine=_FailingEngine()) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="ollama", max_retries=0)
+        with httpx.stream("POST", f"{server.url}/v1/chat/completions", timeout=60, json={
+                "model": MODEL, "messages": HELLO, "stream": True}) as r:
+            assert r.status_code == 200
+            events = [line for line in r.iter_lines() if line]
+        assert json.loads(events[0][6:])["choices"][0]["delta"] == {"role": "assistant", "content": "Hel"}
+        assert json.loads(events[-1][6:]) == {"error": {"message": "engine fell over", "type": "api_error",
+                                                        "param": None, "code": None}}
+        with pytest.raises(openai.APIError, match="engine fell over"):
+            list(client.chat.completions.create(model=MODEL, messages=HELLO, stream=True))

@@ -28,8 +28,13 @@ def wait_for(predicate: Any, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def scheduler(server: RunningServer) -> Any:
+    assert server.runtime.scheduler is not None
+    return server.runtime.scheduler
+
+
 def runners(server: RunningServer) -> list[Any]:
-    return list(server.services.extras["scheduler"]._runners.values())
+    return list(scheduler(server)._runners.values())
 
 
 def test_a_full_queue_answers_503_at_once_and_the_others_finish(single_slot: RunningServer) -> None:
@@ -55,7 +60,7 @@ def test_a_full_queue_answers_503_at_once_and_the_others_finish(single_slot: Run
     assert started.wait(60)
     threads.append(threading.Thread(target=second))
     threads[1].start()
-    wait_for(lambda: single_slot.services.extras["scheduler"]._waiting == 1)
+    wait_for(lambda: scheduler(single_slot)._waiting == 1)
     t0 = time.time()
     third = httpx.post(url, json={**body, "stream": False}, timeout=120)
     assert time.time() - t0 < 2.0

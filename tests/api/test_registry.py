@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from fake_registry import digest_of, manifest_for
-from skyllama.composition import build_services
+from skyllama.composition import build_runtime
 from skyllama.http.app import create_app
 from skyllama.ports import Clock
 from skyllama.settings import Settings
@@ -35,9 +35,9 @@ def clock() -> FakeClock:
 def app(tmp_path: Path, clock: FakeClock) -> Iterator[FastAPI]:
     settings = Settings.from_env({}, models=tmp_path / "models", state_db=tmp_path / "state.db",
                                  host="127.0.0.1:11434", registry_upload_ttl=60)
-    services = build_services(settings, clock=clock)
-    yield create_app(settings, services=services)
-    services.close()
+    runtime = build_runtime(settings, clock=clock, inference=False)
+    yield create_app(runtime)
+    runtime.close()
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 
 def blob_files(app: FastAPI) -> list[str]:
-    return sorted(p.name for p in (app.state.services.settings.models / "blobs").iterdir())
+    return sorted(p.name for p in (app.state.runtime.settings.models / "blobs").iterdir())
 
 
 def upload(client: TestClient, data: bytes, repo: str = "ns/m", chunks: int = 3) -> str:

@@ -24,7 +24,7 @@ def test_tiny_model_and_unreadable_weights(server: RunningServer, tmp_path: Path
     assert entry["capabilities"] == ["completion"]
     # a model whose weights vanished still lists, without capabilities
     (server.settings.models / "blobs" / digest.replace(":", "-")).unlink()
-    server.services.catalog._gguf_cache.clear()  # noqa: SLF001 - force a re-read
+    server.runtime.catalog._gguf_cache.clear()  # noqa: SLF001 - force a re-read
     entries = httpx.get(server.url + "/api/tags").json()["models"]
     assert {e["name"] for e in entries} == {"tiny:latest", "tiny2:latest"}
     assert all("capabilities" not in e for e in entries)

@@ -32,10 +32,9 @@ def test_think_on_a_model_without_thinking_is_400(demo_server: RunningServer) ->
     assert bad.status_code == 400 and "invalid think value" in bad.json()["error"]
 
 
-def test_thinking_is_split_from_content(demo_server: RunningServer) -> None:
-    engine = FakeEngine()
-    demo_server.services.extras["engine_loader"] = engine.load
-    client = make_thinker(demo_server)
+def test_thinking_is_split_from_content(demo_fake_server: RunningServer, fake_engine: FakeEngine) -> None:
+    engine = fake_engine
+    client = make_thinker(demo_fake_server)
     assert "thinking" in client.show("thinker").capabilities
     engine.enqueue(["<th", "ink>Let me", " see.</thi", "nk>\n\nHello", " there"])
     reply = client.chat("thinker", messages=[{"role": "user", "content": "hi"}], think=True)

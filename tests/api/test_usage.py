@@ -19,8 +19,8 @@ import ollama
 import pytest
 
 from serving import RunningServer, clone_models, run_server
-from skyllama.http.auth import flat_routes, keys_of
-from skyllama.http.metering import counts, meter_of, request_model
+from skyllama.http.auth import flat_routes
+from skyllama.http.metering import counts, request_model
 
 MODEL = "smollm2:135m"
 SMALL = {"temperature": 0, "seed": 3, "num_predict": 6, "num_ctx": 256}
@@ -34,8 +34,8 @@ def server(demo_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def make_key(server: RunningServer, *scopes: str, owner: str = "alice", **quotas: int) -> tuple[str, str]:
-    secret, record = keys_of(server.services).create_key(name="test", owner=owner,
-                                                         scopes=list(scopes or ("inference",)), **quotas)
+    secret, record = server.runtime.keys.create_key(name="test", owner=owner,
+                                                    scopes=list(scopes or ("inference",)), **quotas)
     return secret, record["id"]
 
 
@@ -47,7 +47,7 @@ def wait_records(server: RunningServer, key_id: str, count: int) -> list[dict[st
     """Records are written once the last byte is sent, so the client may be a moment ahead."""
     deadline = time.time() + 10
     while True:
-        records = meter_of(server.services).records(key_id)
+        records = server.runtime.meter.records(key_id)
         if len(records) >= count or time.time() > deadline:
             return records
         time.sleep(0.05)
@@ -193,7 +193,7 @@ def test_counts_are_read_from_what_the_client_received() -> None:
 
 def test_emf_metrics_only_when_enabled(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from skyllama.adapters.local.sqlite_state import SqliteStateStore
-    from skyllama.services.metering import Meter, UsageRecord
+    from skyllama.services.access.metering import Meter, UsageRecord
     from skyllama.settings import Settings
 
     assert not Settings.from_env({}).emf_enabled and Settings.from_env({}, backend="aws").emf_enabled

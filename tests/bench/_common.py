@@ -14,7 +14,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from serving import run_server  # noqa: E402
-from skyllama.composition import build_services  # noqa: E402
+from skyllama.composition import build_runtime  # noqa: E402
 from skyllama.demo import import_gguf, install_demo_models  # noqa: E402
 from skyllama.settings import Settings  # noqa: E402
 
@@ -24,11 +24,12 @@ __all__ = ["demo_folder", "gguf_path", "median", "run_server", "serve_in_subproc
 def demo_folder(extra_gguf: Path | None = None, extra_name: str = "bench-embed") -> Path:
     """A fresh models folder with the demo models (and one more GGUF, if given)."""
     folder = Path(tempfile.mkdtemp(prefix="skyllama-bench-"))
-    services = build_services(Settings.from_env({}, models=folder, state_db=folder / ".skyllama" / "state.db"))
-    install_demo_models(services)
+    runtime = build_runtime(Settings.from_env({}, models=folder, state_db=folder / ".skyllama" / "state.db"),
+                            inference=False)
+    install_demo_models(runtime)
     if extra_gguf is not None:
-        import_gguf(services, extra_gguf, {"model": extra_name})
-    services.close()
+        import_gguf(runtime, extra_gguf, {"model": extra_name})
+    runtime.close()
     return folder
 
 
@@ -37,9 +38,10 @@ def median(values: list[float]) -> float:
 
 
 def gguf_path(folder: Path, name: str) -> str:
-    services = build_services(Settings.from_env({}, models=folder, state_db=folder / ".skyllama" / "state.db"))
-    path = str(services.catalog.model_path(services.catalog.get(name)))
-    services.close()
+    runtime = build_runtime(Settings.from_env({}, models=folder, state_db=folder / ".skyllama" / "state.db"),
+                            inference=False)
+    path = str(runtime.catalog.model_path(runtime.catalog.get(name, None)))
+    runtime.close()
     return path
 
 

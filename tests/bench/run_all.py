@@ -382,16 +382,17 @@ def verified_copy(source: Path, dest: Path) -> None:
 
 
 def bench_storage(folder: Path, repeats: int) -> None:
-    from skyllama.composition import build_services
+    from skyllama.composition import build_runtime
     from skyllama.settings import Settings
 
-    services = build_services(Settings.from_env({}, models=folder, state_db=folder / ".skyllama" / "state.db"))
-    model = services.catalog.get(SMOLLM2_NAME)
+    runtime = build_runtime(Settings.from_env({}, models=folder, state_db=folder / ".skyllama" / "state.db"),
+                            inference=False)
+    model = runtime.catalog.get(SMOLLM2_NAME, None)
     layer = model.model_layer
     assert layer is not None
     digest = f"sha256:{layer.digest.hex}"
-    blob = Path(services.catalog.model_path(model))
-    services.close()
+    blob = Path(runtime.catalog.model_path(model))
+    runtime.close()
     size_mb = blob.stat().st_size / 1e6
     scratch = Path(tempfile.mkdtemp(prefix="skyllama-bench-storage-"))
     copy_s, verified_s, up_s, down_s, pull_s = [], [], [], [], []

@@ -27,7 +27,7 @@ def functions(seeded_aws: FakeAws, tmp_path: Any, monkeypatch: pytest.MonkeyPatc
 
 
 def queued_messages(api: Any) -> list[dict[str, Any]]:
-    sqs = api.app.state.services.extras["jobs"]
+    sqs = api.app.state.runtime.stores.jobs
     return sqs.receive(max_jobs=10, wait_seconds=0)
 
 
@@ -58,8 +58,8 @@ def test_quantize_runs_as_a_job_and_a_repeat_request_follows_it(functions: tuple
     assert again[-1] == {"status": "success"}
     assert any(e["status"].startswith("quantizing") for e in again)
     assert queued_messages(api) == []  # the repeat queued nothing
-    catalog = api.app.state.services.catalog
-    shown = catalog.get("minilm-q8")
+    catalog = api.app.state.runtime.catalog
+    shown = catalog.get("minilm-q8", None)
     assert catalog.gguf_info(shown.model_layer.digest).file_type == "Q8_0"
 
 

@@ -17,6 +17,7 @@ import yaml
 from fastapi.testclient import TestClient
 from test_template import CfnLoader
 
+from skyllama.composition import build_runtime
 from skyllama.http.app import create_app
 from skyllama.settings import Settings
 
@@ -99,10 +100,14 @@ def test_health_check_path_is_answered_by_the_app(stack: dict[str, Any], tmp_pat
     (container,) = of_type(stack, "AWS::ECS::TaskDefinition")["ContainerDefinitions"]
     host = next(e["Value"] for e in container["Environment"] if e["Name"] == "OLLAMA_HOST")
     settings = Settings.from_env({"OLLAMA_HOST": host}, models=tmp_path, state_db=tmp_path / "state.db")
-    with TestClient(
-        create_app(settings), base_url="http://internal-skyllama-123.us-east-1.elb.amazonaws.com"
-    ) as client:
-        response = client.get(path)
+    runtime = build_runtime(settings)  # the whole app, as the container serves it
+    try:
+        with TestClient(
+            create_app(runtime), base_url="http://internal-skyllama-123.us-east-1.elb.amazonaws.com"
+        ) as client:
+            response = client.get(path)
+    finally:
+        runtime.close()
     assert response.status_code == 200 and "running" in response.text
 
 

@@ -26,7 +26,7 @@ from serving import run_server
 from skyllama.adapters.aws.s3_blobs import S3BlobStore
 from skyllama.digests import Digest
 from skyllama.names import ModelName
-from skyllama.services import jobs
+from skyllama.services.jobs import runner as jobs
 
 MIB = 1 << 20
 CONFIG = b'{"model_format":"gguf","model_family":"llama","file_type":"F32"}'
@@ -64,7 +64,7 @@ def registry() -> Iterator[FakeRegistry]:
 
 
 def taken(fns: dict[str, Any]) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = fns["api"].app.state.services.extras["jobs"].receive(max_jobs=10)
+    result: list[dict[str, Any]] = fns["api"].app.state.runtime.stores.jobs.receive(max_jobs=10)
     return result
 
 
@@ -98,7 +98,7 @@ def work(fns: dict[str, Any], remaining_ms: int = 120_000) -> dict[str, Any]:
 
 
 def wait_queued(fns: dict[str, Any], job_id: str, status: str = "queued") -> None:
-    state = fns["api"].app.state.services.state
+    state = fns["api"].app.state.runtime.state
     for _ in range(200):
         if jobs.get_job(state, job_id)["status"] == status:
             return
@@ -137,7 +137,7 @@ def test_pull_job_is_cut_off_mid_blob_continues_and_the_api_follows_it(
     digest = Digest(hashlib.sha256(big).hexdigest())
     model = registry.url.removeprefix("http://") + "/ns/big:v1"
     body = {"model": model, "insecure": True}
-    svc = fns["worker"].services
+    svc = fns["worker"].jobs.transfers
 
     first = call(fns["api"], "/api/pull", body)  # nothing runs the job yet: the follow time runs out
     assert len(first) == 1 and "send the same request again" in first[0]["status"]
@@ -195,7 +195,7 @@ def test_a_corrupted_blob_ends_the_job_with_an_error_and_commits_nothing(
     assert result == {"batchItemFailures": []}  # a registry's bad bytes end the job: no redelivery
     follower.join(60)
     assert "digest mismatch" in lines[0][-1]["error"]
-    svc = fns["worker"].services
+    svc = fns["worker"].jobs.transfers
     assert jobs.get_job(svc.state, queued[0]["id"])["status"] == "error"
     assert svc.blobs.size(digest) is None and svc.manifests.get(ModelName.parse(model)) is None
     assert leftovers(fake_aws, digest) == []
@@ -203,7 +203,7 @@ def test_a_corrupted_blob_ends_the_job_with_an_error_and_commits_nothing(
 
 
 def test_push_job_continues_after_running_out_of_time(fns: dict[str, Any], tmp_path: Path) -> None:
-    svc = fns["worker"].services
+    svc = fns["worker"].jobs.transfers
     layer = os.urandom(2 * MIB)
     for data in (CONFIG, layer):
         svc.blobs.put_bytes(data)
@@ -221,16 +221,17 @@ def test_push_job_continues_after_running_out_of_time(fns: dict[str, Any], tmp_p
         statuses = [e["status"] for e in lines[0]]
         assert statuses[0] == "retrieving manifest" and statuses[-2:] == ["pushing manifest", "success"]
         ollama_shaped(lines[0], "pushing")
-        stored = target.services.manifests.get(ModelName.parse("registry.ollama.ai/ns/pushed:v1"))
-        assert stored is not None and target.services.blobs.size(Digest(digest_of(layer)[7:])) == len(layer)
+        stored = target.runtime.manifests.get(ModelName.parse("registry.ollama.ai/ns/pushed:v1"))
+        assert stored is not None and target.runtime.blobs.size(Digest(digest_of(layer)[7:])) == len(layer)
 
 
 def test_a_stale_message_of_a_job_runs_nothing(fns: dict[str, Any]) -> None:
-    svc = fns["worker"].services
+    svc = fns["worker"].jobs.transfers
     job_id = jobs.new_job(
         svc.state,
         "pull",
         {"model": "127.0.0.1:9/ns/gone:v1", "insecure": True},
+        None,
         now=time.time(),
         step="current",
     )
@@ -241,9 +242,9 @@ def test_a_stale_message_of_a_job_runs_nothing(fns: dict[str, Any]) -> None:
 
 
 def test_a_job_that_keeps_running_out_of_time_ends(fns: dict[str, Any]) -> None:
-    svc = fns["worker"].services
+    svc = fns["worker"].jobs.transfers
     job_id = jobs.new_job(
-        svc.state, "pull", {"model": "127.0.0.1:9/ns/slow:v1", "insecure": True}, now=time.time(), step="s"
+        svc.state, "pull", {"model": "127.0.0.1:9/ns/slow:v1", "insecure": True}, None, now=time.time(), step="s"
     )
     record = jobs.get_job(svc.state, job_id)
     svc.state.put(jobs.JOB_KIND, job_id, {**record, "attempts": jobs.MAX_ATTEMPTS - 1})

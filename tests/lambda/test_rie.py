@@ -39,7 +39,7 @@ from lambda_support import (
     sqs_event,
 )
 
-from skyllama.services import jobs
+from skyllama.services.jobs import runner as jobs
 
 pytestmark = pytest.mark.model
 
@@ -148,14 +148,14 @@ def test_worker_function_under_the_rie(rie: str, env: dict[str, str], tmp_path: 
         monkeypatch.setenv(key, value)
     local = load_function("worker", env)
     name = f"rie-job-{uuid.uuid4().hex[:8]}:latest"
-    job_id = jobs.new_job(local.services.state, "create", {"model": name, "from": "smollm2:135m", "system": "Job."},
-                          now=time.time())
+    job_id = jobs.new_job(local.jobs.state, "create", {"model": name, "from": "smollm2:135m", "system": "Job."},
+                          None, now=time.time())
     with running(rie, "worker", env, tmp_path) as invoke:
         assert invoke(sqs_event({"id": job_id, "type": "create"})) == {"batchItemFailures": []}
         assert invoke(sqs_event({"id": job_id, "type": "create"})) == {"batchItemFailures": []}  # duplicate
-    record = jobs.get_job(local.services.state, job_id)
+    record = jobs.get_job(local.jobs.state, job_id)
     assert record["status"] == "success" and record["attempts"] == 1
-    assert local.services.catalog.get(name).system == "Job."
+    assert local.jobs.creator.catalog.get(name, None).system == "Job."
 
 
 def test_warmer_function_under_the_rie(rie: str, env: dict[str, str], tmp_path: Path,
@@ -165,9 +165,9 @@ def test_warmer_function_under_the_rie(rie: str, env: dict[str, str], tmp_path: 
     local = load_function("warmer", env)
     record = {"model": "smollm2:135m", "digest": "0" * 64, "size": 1, "size_vram": 0, "context_length": 2048,
               "keep_alive": 300, "model_expires_at": time.time() + 300}
-    local.services.state.put("instance", "i-rie#0", record, expires_at=time.time() + 300)
+    local.state.put("instance", "i-rie#0", record, expires_at=time.time() + 300)
     # an older or foreign record without the fields readers use is skipped, never a crash
-    local.services.state.put("instance", "i-rie#old", {"model": "old:latest"}, expires_at=time.time() + 300)
+    local.state.put("instance", "i-rie#old", {"model": "old:latest"}, expires_at=time.time() + 300)
     try:
         event = load_event("eventbridge-schedule")
         with running(rie, "warmer", env, tmp_path) as invoke:
@@ -178,8 +178,8 @@ def test_warmer_function_under_the_rie(rie: str, env: dict[str, str], tmp_path: 
         assert remote["provisioned"] == here["provisioned"] == 0
         assert any(r.startswith("smollm2:135m: keep_alive not expired") for r in remote["reasons"])
     finally:
-        local.services.state.delete("instance", "i-rie#0")
-        local.services.state.delete("instance", "i-rie#old")
+        local.state.delete("instance", "i-rie#0")
+        local.state.delete("instance", "i-rie#old")
 
 
 def test_inference_handler_under_the_rie(rie: str, env: dict[str, str], tmp_path: Path,

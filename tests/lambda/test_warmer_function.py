@@ -16,7 +16,7 @@ import pytest
 from lambda_support import FakeAws, LambdaContext, invoke_http, load_event, load_function
 
 from skyllama.adapters.aws.capacity import LambdaWarmUps, WarmerControls
-from skyllama.services.fleet import INSTANCE_KIND
+from skyllama.services.fleet.records import INSTANCE_KIND
 from skyllama.timefmt import rfc3339
 
 pytestmark = pytest.mark.model
@@ -89,11 +89,11 @@ def fleet(fleet_env: dict[str, str]) -> Any:
 @pytest.fixture
 def lambda_api(fleet: dict[str, Any], monkeypatch: pytest.MonkeyPatch, seeded_aws: FakeAws) -> LambdaApi:
     """No instance records from other tests; boto3 in the warmer talks to the fakes."""
-    state = fleet["warmer"].services.state
+    state = fleet["warmer"].state
     for key, _item in state.query(INSTANCE_KIND):
         state.delete(INSTANCE_KIND, key)
     fake, ecs = LambdaApi({INFERENCE: fleet["inference"]}), seeded_aws.client("ecs")
-    controls = WarmerControls.from_settings(fleet["warmer"].services.settings,
+    controls = WarmerControls.from_settings(fleet["warmer"].settings,
                                             client=lambda service, **_kw: fake if service == "lambda" else ecs)
     monkeypatch.setattr(fleet["warmer"], "controls", controls)
     return fake
@@ -112,7 +112,7 @@ def generate(function: Any, keep_alive: Any) -> None:
 
 
 def run_warmer(fleet: dict[str, Any], at: float, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setattr(fleet["warmer"].services, "clock", FakeClock(at))
+    monkeypatch.setattr(fleet["warmer"], "clock", FakeClock(at))
     result: dict[str, Any] = fleet["warmer"].handler(load_event("eventbridge-schedule"), LambdaContext("warmer"))
     return result
 
@@ -128,7 +128,7 @@ def test_ten_minutes_of_keep_alive_keep_one_instance_warm_for_ten_minutes(
         fleet: dict[str, Any], lambda_api: LambdaApi, monkeypatch: pytest.MonkeyPatch, seeded_aws: FakeAws) -> None:
     start = time.time()
     generate(fleet["inference"], "10m")
-    [record] = [item for _key, item in fleet["warmer"].services.state.query(INSTANCE_KIND)]
+    [record] = [item for _key, item in fleet["warmer"].state.query(INSTANCE_KIND)]
     assert record["model"] == MODEL and record["function"] == INFERENCE and record["keep_alive"] == 600
     assert start + 600 <= record["model_expires_at"] <= time.time() + 600
 
@@ -142,7 +142,7 @@ def test_ten_minutes_of_keep_alive_keep_one_instance_warm_for_ten_minutes(
     assert sent["event"] == {"source": "skyllama.warmer",
                              "models": [{"name": MODEL, "expires_at": record["model_expires_at"], "keep_alive": 600}]}
     # the warm-up held the model until the same expiry and kept the keep_alive asked for
-    [refreshed] = [item for _key, item in fleet["warmer"].services.state.query(INSTANCE_KIND)]
+    [refreshed] = [item for _key, item in fleet["warmer"].state.query(INSTANCE_KIND)]
     assert (refreshed["model_expires_at"], refreshed["keep_alive"]) == (record["model_expires_at"], 600)
     assert lambda_api.results[-1] == {"warm": True, "models": {MODEL: "warm"}}
     assert desired_count(seeded_aws) == 1  # the GPU service keeps one task while a model is live
@@ -167,7 +167,7 @@ def test_forever_raises_provisioned_concurrency_and_keep_alive_zero_lowers_it(
     assert "provisioned concurrency stays 1" in again["actions"]  # nothing written when nothing changes
 
     generate(fleet["inference"], 0)  # keep_alive 0: unloaded, and the fleet's keep_alive of it ends
-    assert fleet["warmer"].services.state.query(INSTANCE_KIND) == []
+    assert fleet["warmer"].state.query(INSTANCE_KIND) == []
     lowered = run_warmer(fleet, time.time(), monkeypatch)
     assert lowered["models"] == [] and lowered["provisioned"] == 0 and lowered["desired_count"] == 0
     assert lambda_api.provisioned == {} and desired_count(seeded_aws) == 0
@@ -178,7 +178,7 @@ def test_two_instances_merge_in_fleet_ps_and_expired_records_never_show(
         fleet: dict[str, Any], lambda_api: LambdaApi) -> None:
     generate(fleet["inference"], "5m")
     generate(fleet["second"], "20m")  # another execution environment of the same function
-    state = fleet["warmer"].services.state
+    state = fleet["warmer"].state
     keys = [key for key, _item in state.query(INSTANCE_KIND)]
     assert len(keys) == 2 and len({key.split("#")[0] for key in keys}) == 2
     [[_key, later]] = [(k, v) for k, v in state.query(INSTANCE_KIND) if v["keep_alive"] == 1200]

@@ -13,7 +13,7 @@ import pytest
 from lambda_support import FakeAws, LambdaContext, load_function, sqs_event
 
 from skyllama.names import ModelName
-from skyllama.services import jobs
+from skyllama.services.jobs import runner as jobs
 
 pytestmark = pytest.mark.model
 
@@ -34,7 +34,7 @@ def worker(seeded_aws: FakeAws, tmp_path_factory: pytest.TempPathFactory) -> Any
 def _submit(worker: Any, system: str) -> tuple[str, str]:
     name = f"job-{uuid.uuid4().hex[:8]}:latest"
     queue = _Recorder()
-    job_id = jobs.submit_create(worker.services, {"model": name, "from": "smollm2:135m", "system": system}, queue)
+    job_id = jobs.submit_create(worker.jobs, {"model": name, "from": "smollm2:135m", "system": system}, queue, None)
     assert queue.sent == [{"id": job_id, "type": "create"}]
     return name, job_id
 
@@ -49,18 +49,18 @@ class _Recorder:
 
 def _manifests_named(worker: Any, name: str) -> list[Any]:
     wanted = ModelName.parse(name).key
-    return [m for m in worker.services.manifests.list() if m.name.key == wanted]
+    return [m for m in worker.jobs.transfers.manifests.list() if m.name.key == wanted]
 
 
 def test_create_job_runs_and_the_stream_follows_it(worker: Any) -> None:
     name, job_id = _submit(worker, "From a job.")
     result = worker.handler(sqs_event({"id": job_id, "type": "create"}), LambdaContext("skyllama-worker"))
     assert result == {"batchItemFailures": []}
-    assert jobs.get_job(worker.services.state, job_id)["status"] == "success"
-    assert worker.services.catalog.get(name).system == "From a job."
+    assert jobs.get_job(worker.jobs.state, job_id)["status"] == "success"
+    assert worker.jobs.creator.catalog.get(name, None).system == "From a job."
 
     async def follow() -> list[dict[str, Any]]:
-        return [e async for e in jobs.wait_for_job(worker.services.state, job_id, poll=0.05, timeout=10)]
+        return [e async for e in jobs.wait_for_job(worker.jobs.state, job_id, poll=0.05, timeout=10)]
 
     events = asyncio.run(follow())
     assert events[-1] == {"status": "success"} and {"status": "writing manifest"} in events
@@ -80,7 +80,7 @@ def test_interrupted_job_completes_on_redelivery_without_duplicates(worker: Any,
     with pytest.raises(SimulatedTimeout):  # the deadline is 5 ms away: Powertools' lock expires with it
         worker.handler(message, LambdaContext("skyllama-worker", remaining_ms=5))
     monkeypatch.setattr(jobs.Progress, "add", real_add)
-    record = jobs.get_job(worker.services.state, job_id)
+    record = jobs.get_job(worker.jobs.state, job_id)
     assert record["status"] == "running" and record["attempts"] == 1
     assert _manifests_named(worker, name) == []  # never a dangling manifest
     time.sleep(0.05)
@@ -88,27 +88,27 @@ def test_interrupted_job_completes_on_redelivery_without_duplicates(worker: Any,
     redelivered = {"Records": [{**message["Records"][0], "attributes": {
         **message["Records"][0]["attributes"], "ApproximateReceiveCount": "2"}}]}
     assert worker.handler(redelivered, LambdaContext("skyllama-worker")) == {"batchItemFailures": []}
-    record = jobs.get_job(worker.services.state, job_id)
+    record = jobs.get_job(worker.jobs.state, job_id)
     assert record["status"] == "success" and record["attempts"] == 2
     assert {"status": "resuming (attempt 2)"} in record["events"]
     assert len(_manifests_named(worker, name)) == 1
 
     # A duplicate delivery of a finished job: Powertools answers from its record, nothing reruns.
     assert worker.handler(redelivered, LambdaContext("skyllama-worker")) == {"batchItemFailures": []}
-    assert jobs.get_job(worker.services.state, job_id)["attempts"] == 2
+    assert jobs.get_job(worker.jobs.state, job_id)["attempts"] == 2
     assert len(_manifests_named(worker, name)) == 1
 
 
 def test_a_job_that_cannot_succeed_ends_in_error_without_retry(worker: Any) -> None:
-    job_id = jobs.new_job(worker.services.state, "create", {"model": "bad-job", "from": "missing-model:1b"},
-                          now=time.time())
+    job_id = jobs.new_job(worker.jobs.state, "create", {"model": "bad-job", "from": "missing-model:1b"},
+                          None, now=time.time())
     result = worker.handler(sqs_event({"id": job_id, "type": "create"}), LambdaContext("skyllama-worker"))
     assert result == {"batchItemFailures": []}
-    record = jobs.get_job(worker.services.state, job_id)
+    record = jobs.get_job(worker.jobs.state, job_id)
     assert record["status"] == "error" and "not found" in record["error"]
 
     async def follow() -> None:
-        async for _event in jobs.wait_for_job(worker.services.state, job_id, poll=0.05, timeout=5):
+        async for _event in jobs.wait_for_job(worker.jobs.state, job_id, poll=0.05, timeout=5):
             pass
 
     with pytest.raises(jobs.JobFailed):

@@ -283,12 +283,17 @@ def store_is_consistent(blobs: BlobStore, manifests: ManifestStore) -> list[str]
 
 @dataclass
 class FaultyWorld:
-    """Services over a local model folder whose three stores are fault-injecting wrappers."""
+    """A runtime over a local model folder whose three stores are fault-injecting wrappers."""
 
-    services: Any
+    runtime: Any
     blobs: FaultyBlobStore
     manifests: FaultyManifestStore
     state: FaultyStateStore
+
+    @property
+    def services(self) -> Any:
+        """The old name of :attr:`runtime` (tests not yet migrated)."""
+        return self.runtime
 
     def clear(self) -> None:
         for store in (self.blobs, self.manifests, self.state):
@@ -299,25 +304,29 @@ class FaultyWorld:
         from skyllama.adapters.local.blobs import LocalBlobStore
         from skyllama.adapters.local.manifests import LocalManifestStore
 
-        root = self.services.settings.models
+        root = self.runtime.settings.models
         return LocalBlobStore(root), LocalManifestStore(root)
 
 
-def faulty_world(models: Path, **overrides: Any) -> FaultyWorld:
-    """Build services over ``models`` with every store wrapped (settings ``overrides`` as run_server)."""
+def faulty_world(models: Path, *, engine: Any = None, **overrides: Any) -> FaultyWorld:
+    """Build a runtime over ``models`` with every store wrapped (settings ``overrides`` as run_server;
+    inference runs on ``engine``, a :class:`FakeEngine` unless given: no runner processes)."""
     from skyllama.adapters.local.blobs import LocalBlobStore
     from skyllama.adapters.local.manifests import LocalManifestStore
+    from skyllama.adapters.local.parts import LocalPartStore
     from skyllama.adapters.local.sqlite_state import SqliteStateStore
-    from skyllama.composition import build_services
+    from skyllama.composition import Stores, build_runtime
+    from skyllama.engine.fake import FakeEngine
     from skyllama.settings import Settings
 
     settings = Settings.from_env({}, models=models, state_db=models / ".skyllama" / "state.db", **overrides)
     blobs = FaultyBlobStore(LocalBlobStore(models))
     manifests = FaultyManifestStore(LocalManifestStore(models))
     state = FaultyStateStore(SqliteStateStore(settings.state_path))
-    services = build_services(settings, blobs=blobs, manifests=manifests, state=state)
-    services.extras.setdefault("closers", []).append(state.inner.close)
-    return FaultyWorld(services, blobs, manifests, state)
+    stores = Stores(blobs, manifests, state, LocalPartStore(models / ".skyllama" / "partial"),
+                    closers=(state.inner.close,))
+    runtime = build_runtime(settings, stores=stores, engine=engine if engine is not None else FakeEngine())
+    return FaultyWorld(runtime, blobs, manifests, state)
 
 
 BUCKET = "skyllama-security"

@@ -22,8 +22,7 @@ from fake_registry import FakeRegistry, serve_registry
 from ggufs import write_tiny_gguf
 from serving import run_server
 from skyllama.http.app import create_app
-from skyllama.services.create import plan_create, run_create
-from skyllama.services.gc import collect_garbage
+from skyllama.services.models.gc import collect_garbage
 
 CONFIG = b'{"model_format":"gguf","model_family":"llama","file_type":"F32"}'
 BLOB_CALLS = [("blobs", c, n) for c in ("size", "writer", "write", "commit", "list", "delete") for n in (1, 2)]
@@ -36,12 +35,12 @@ def world(tmp_path: Path) -> Iterator[FaultyWorld]:
     w = faulty_world(tmp_path / "models", registry_allow_loopback=True)
     yield w
     w.clear()
-    w.services.close()
+    w.runtime.close()
 
 
 @pytest.fixture
 def client(world: FaultyWorld) -> Iterator[TestClient]:
-    app = create_app(world.services.settings, services=world.services)
+    app = create_app(world.runtime)
     with TestClient(app, base_url="http://127.0.0.1:11434", raise_server_exceptions=False) as c:
         yield c
 
@@ -145,7 +144,7 @@ def test_delete_fault_never_dangles_and_gc_converges(client: TestClient, world: 
     world.clear()
     client.request("DELETE", "/api/delete", json={"model": "a:v1"})
     assert client.post("/api/show", json={"model": "a:v1"}).status_code == 404
-    svc = world.services
+    svc = world.runtime
     for _ in range(2):
         collect_garbage(svc.blobs, svc.manifests, svc.state, grace_seconds=0)
     consistent(world)
@@ -155,19 +154,18 @@ def test_delete_fault_never_dangles_and_gc_converges(client: TestClient, world: 
 def test_crash_between_blobs_and_manifest_leaves_a_consistent_store(world: FaultyWorld,
                                                                     gguf: tuple[bytes, str]) -> None:
     data, digest = gguf
-    catalog = world.services.catalog
+    creator = world.runtime.creator
     world.blobs.put_bytes(data)
-    plan = plan_create(catalog, {"model": "tiny:v1", "files": {"t.gguf": digest}, **CREATE})
+    plan = creator.plan({"model": "tiny:v1", "files": {"t.gguf": digest}, **CREATE}, None)
     crash_between_blob_and_manifest(world.blobs, world.manifests)
     with pytest.raises(Crash):
-        for _ in run_create(catalog, plan):
+        for _ in creator.run(plan):
             pass
     blobs, manifests = world.fresh()
     assert manifests.list() == [] and len(list(blobs.list())) > 1  # blobs written, no manifest
     assert store_is_consistent(blobs, manifests) == []
     world.clear()
-    events = list(run_create(catalog, plan_create(catalog, {"model": "tiny:v1", "files": {"t.gguf": digest},
-                                                          **CREATE})))
+    events = list(creator.run(creator.plan({"model": "tiny:v1", "files": {"t.gguf": digest}, **CREATE}, None)))
     assert events[-1] == {"status": "success"}
     assert store_is_consistent(*world.fresh()) == []
 
@@ -204,9 +202,9 @@ def test_push_fault_leaves_the_target_consistent_and_a_retry_converges(
         _created(client, gguf, name)
         world.blobs.fail_on(call, 1)
         client.post("/api/push", json={"model": name, "insecure": True, "stream": False})
-        assert store_is_consistent(dest.services.blobs, dest.services.manifests) == []
+        assert store_is_consistent(dest.runtime.blobs, dest.runtime.manifests) == []
         world.clear()
         retry = client.post("/api/push", json={"model": name, "insecure": True, "stream": False})
         assert retry.status_code == 200 and retry.json()["status"] == "success", retry.text
-        assert store_is_consistent(dest.services.blobs, dest.services.manifests) == []
-        assert len(dest.services.manifests.list()) == 1
+        assert store_is_consistent(dest.runtime.blobs, dest.runtime.manifests) == []
+        assert len(dest.runtime.manifests.list()) == 1

@@ -25,8 +25,7 @@ CALL_TIMEOUT = 10
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     folder: Path = tmp_path_factory.mktemp("fuzz-models")
     with run_server(folder, registry_allowlist="registry.invalid", max_request_bytes=1 << 20,
-                    max_blob_bytes=1 << 20) as server:
-        server.services.extras["engine_loader"] = FakeEngine().load
+                    max_blob_bytes=1 << 20, engine=FakeEngine()) as server:
         yield server
 
 

@@ -16,17 +16,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from skyllama.composition import build_services
+from skyllama.composition import build_runtime
+from skyllama.engine.fake import FakeEngine
 from skyllama.http.app import create_app
-from skyllama.http.auth import (
-    AUTHENTICATED,
-    PUBLIC,
-    flat_routes,
-    keys_of,
-    route_methods,
-    route_policy,
-    route_template,
-)
+from skyllama.http.auth import flat_routes, route_methods, route_policy, route_template
+from skyllama.http.policy import AUTHENTICATED, PUBLIC
 from skyllama.settings import Settings
 
 DIGEST = "sha256:" + "0" * 64
@@ -62,9 +56,9 @@ def fill(template: str) -> str:
 def app(tmp_path: Path) -> Iterator[FastAPI]:
     settings = Settings.from_env({}, models=tmp_path / "models", state_db=tmp_path / "state.db", auth="on",
                                  host="127.0.0.1:11434")
-    services = build_services(settings)
-    yield create_app(settings, services=services)
-    services.close()
+    runtime = build_runtime(settings, engine=FakeEngine())
+    yield create_app(runtime)
+    runtime.close()
 
 
 @pytest.fixture
@@ -74,7 +68,7 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 
 def key(app: FastAPI, *scopes: str, owner: str = "alice") -> dict[str, str]:
-    secret, _record = keys_of(app.state.services).create_key(name="t", owner=owner, scopes=list(scopes))
+    secret, _record = app.state.runtime.keys.create_key(name="t", owner=owner, scopes=list(scopes))
     return {"Authorization": f"Bearer {secret}"}
 
 
@@ -95,7 +89,7 @@ def call(client: TestClient, method: str, url: str, headers: dict[str, str] | No
 
 
 def test_policy_table_covers_the_known_routes(app: FastAPI) -> None:
-    policy = route_policy(app, app.state.services.settings)
+    policy = route_policy(app, app.state.runtime.settings)
     for route_key, scope in EXPECTED.items():
         assert policy[route_key] == scope, route_key
     public = {k for k, v in policy.items() if v == PUBLIC}
@@ -104,9 +98,9 @@ def test_policy_table_covers_the_known_routes(app: FastAPI) -> None:
 
 def test_every_route_denies_without_a_valid_key(app: FastAPI, client: TestClient) -> None:
     revoked = key(app, "admin")
-    record = keys_of(app.state.services).list_keys()[-1]
-    keys_of(app.state.services).revoke_key(record["id"])
-    policy = route_policy(app, app.state.services.settings)
+    record = app.state.runtime.keys.list_keys()[-1]
+    app.state.runtime.keys.revoke_key(record["id"])
+    policy = route_policy(app, app.state.runtime.settings)
     for method, template, url in every_route(app):
         if policy[(template, method)] == PUBLIC:
             assert call(client, method, url) < 400, (method, template)
@@ -122,7 +116,7 @@ def test_every_route_denies_without_a_valid_key(app: FastAPI, client: TestClient
 
 
 def test_every_route_needs_its_scope(app: FastAPI, client: TestClient) -> None:
-    policy = route_policy(app, app.state.services.settings)
+    policy = route_policy(app, app.state.runtime.settings)
     keys = {scopes: key(app, *scopes) for scopes in (("inference",), ("manage",), ("inference", "manage"),
                                                      ("admin",))}
     for method, template, url in every_route(app):
@@ -182,8 +176,8 @@ def test_auth_is_on_beyond_loopback_and_in_the_cloud(overrides: dict[str, str], 
 
 def test_auth_off_changes_nothing(tmp_path: Path) -> None:
     settings = Settings.from_env({}, models=tmp_path / "m", state_db=tmp_path / "s.db")
-    services = build_services(settings)
-    with TestClient(create_app(settings, services=services), base_url="http://127.0.0.1:11434") as c:
+    runtime = build_runtime(settings, engine=FakeEngine())
+    with TestClient(create_app(runtime), base_url="http://127.0.0.1:11434") as c:
         assert c.get("/api/tags").json() == {"models": []}
         assert c.head("/api/blobs/" + DIGEST).status_code == 404
-    services.close()
+    runtime.close()

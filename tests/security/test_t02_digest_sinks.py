@@ -17,7 +17,8 @@ from faults import PREFIX, aws_stores, moto_aws
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skyllama.composition import build_services
+from skyllama.adapters.aws.s3_parts import S3PartStore
+from skyllama.composition import Stores, build_runtime
 from skyllama.digests import Digest
 from skyllama.errors import InvalidDigest
 from skyllama.http.app import create_app
@@ -50,10 +51,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient
             if client is not None:
                 client.meta.events.register("before-call", record)
         settings = Settings.from_env({}, models=tmp_path / "m", state_db=tmp_path / "s.db")
-        services = build_services(settings, blobs=blobs, manifests=manifests, state=state)
-        with TestClient(create_app(settings, services=services), base_url="http://127.0.0.1:11434",
+        runtime = build_runtime(settings, stores=Stores(blobs, manifests, state, S3PartStore(blobs, state)),
+                                inference=False)
+        with TestClient(create_app(runtime), base_url="http://127.0.0.1:11434",
                         raise_server_exceptions=False) as c:
             yield c, calls
+        runtime.close()
 
 
 def sinks(d: str) -> list[tuple[str, str, dict[str, Any]]]:

@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 from faults import BUCKET, PREFIX, aws_stores, moto_aws
 
 from serving import RunningServer
-from skyllama.composition import build_services
+from skyllama.adapters.aws.s3_parts import S3PartStore
+from skyllama.composition import Stores, build_runtime
 from skyllama.http.app import create_app
 from skyllama.settings import Settings
 
@@ -68,10 +69,11 @@ def test_s3_mismatch_and_truncation_commit_nothing(tmp_path: Path, monkeypatch: 
     with moto_aws(monkeypatch):
         s3, blobs, manifests, state = aws_stores(tmp_path / "cache")
         settings = Settings.from_env({}, models=tmp_path / "m", state_db=tmp_path / "s.db")
-        services = build_services(settings, blobs=blobs, manifests=manifests, state=state)
+        runtime = build_runtime(settings, stores=Stores(blobs, manifests, state, S3PartStore(blobs, state)),
+                                inference=False)
         big = os.urandom(11 << 20)  # multipart: parts go to the final key, completed only on a match
         big_digest = "sha256:" + hashlib.sha256(big).hexdigest()
-        with TestClient(create_app(settings, services=services), base_url="http://127.0.0.1:11434") as c:
+        with TestClient(create_app(runtime), base_url="http://127.0.0.1:11434") as c:
             assert c.post(f"/api/blobs/{DIGEST}", content=DATA + b"x").status_code == 400
             assert c.post(f"/api/blobs/{big_digest}", content=big[:-1]).status_code == 400
             objects = s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX).get("Contents", [])

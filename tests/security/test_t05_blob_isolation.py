@@ -17,19 +17,18 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from ggufs import write_tiny_gguf
-from skyllama.composition import build_services
+from skyllama.composition import build_runtime
+from skyllama.engine.fake import FakeEngine
 from skyllama.http.app import create_app
-from skyllama.http.auth import keys_of
-from skyllama.services.create import plan_create, run_create
 from skyllama.settings import Settings
 
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[FastAPI]:
     settings = Settings.from_env({}, models=tmp_path / "models", state_db=tmp_path / "state.db", auth="on")
-    services = build_services(settings)
-    yield create_app(settings, services=services)
-    services.close()
+    runtime = build_runtime(settings, engine=FakeEngine())
+    yield create_app(runtime)
+    runtime.close()
 
 
 @pytest.fixture
@@ -39,8 +38,8 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 
 def bearer(app: FastAPI, owner: str, *scopes: str) -> dict[str, str]:
-    secret, _ = keys_of(app.state.services).create_key(name=owner, owner=owner,
-                                                       scopes=list(scopes or ("inference", "manage")))
+    secret, _ = app.state.runtime.keys.create_key(name=owner, owner=owner,
+                                                  scopes=list(scopes or ("inference", "manage")))
     return {"Authorization": f"Bearer {secret}"}
 
 
@@ -141,8 +140,8 @@ def test_copy_and_create_stay_in_the_owners_namespace(client: TestClient, world:
 
 def test_unowned_models_are_readable_but_only_admin_changes_them(app: FastAPI, client: TestClient,
                                                                   world: dict) -> None:
-    catalog = app.state.services.catalog
-    for _ in run_create(catalog, plan_create(catalog, {"model": "shared", "files": {"m.gguf": world["digest"]}})):
+    creator = app.state.runtime.creator
+    for _ in creator.run(creator.plan({"model": "shared", "files": {"m.gguf": world["digest"]}}, None)):
         pass  # made outside any request: the operator's model, no owner
     bob = world["bob"]
     assert client.post("/api/show", json={"model": "shared"}, headers=bob).status_code == 200
@@ -157,16 +156,11 @@ def test_unowned_models_are_readable_but_only_admin_changes_them(app: FastAPI, c
 
 
 def test_loaded_model_lists_show_only_readable_models(app: FastAPI, world: dict) -> None:
-    from skyllama.services import ownership
-    from skyllama.services.auth import Principal
+    from skyllama.services.access.keys import Principal
 
-    services = app.state.services
+    ownership = app.state.runtime.ownership
     rows = [{"model": "secret:latest"}, {"model": "other:latest"}, {"model": "../bad"}]
     for owner, expected in (("bob", ["other:latest"]), ("alice", ["secret:latest", "other:latest"])):
-        token = ownership.bind(ownership.Access(Principal(owner, "k", frozenset({"inference"})),
-                                                services.state, services.manifests))
-        try:
-            assert [r["model"] for r in ownership.filter_visible(rows)] == expected
-        finally:
-            ownership.unbind(token)
-    assert ownership.filter_visible(rows) == rows  # auth off: unchanged
+        caller = Principal(owner, "k", frozenset({"inference"}))
+        assert [r["model"] for r in ownership.filter_visible(caller, rows)] == expected
+    assert ownership.filter_visible(None, rows) == rows  # auth off: unchanged

@@ -21,7 +21,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from fake_registry import FakeRegistry, RecordingTransport, digest_of, pull, serve_registry
 from serving import RunningServer, run_server
+from skyllama.engine.fake import FakeEngine
 from skyllama.manifest import CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, MEDIA_MODEL
+from skyllama.services.registry.outbound import Outbound, OutboundPolicy
+from skyllama.settings import Settings
 
 CONFIG = b'{"model_format":"gguf"}'
 
@@ -30,9 +33,10 @@ CONFIG = b'{"model_format":"gguf"}'
 def puller(tmp_path: Path) -> Iterator[tuple[RunningServer, RecordingTransport]]:
     folder = tmp_path / "puller"
     folder.mkdir()
-    with run_server(folder, registry_allow_loopback=True) as server:
-        recorder = RecordingTransport()
-        server.services.extras["outbound_inner_transport"] = recorder
+    recorder = RecordingTransport()  # the policy reads AWS_LAMBDA_RUNTIME_API now, as at a process start
+    outbound = Outbound(OutboundPolicy.from_settings(Settings.from_env({}, registry_allow_loopback=True)),
+                        inner=recorder)
+    with run_server(folder, registry_allow_loopback=True, outbound=outbound, engine=FakeEngine()) as server:
         yield server, recorder
 
 
@@ -197,8 +201,8 @@ def runtime_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
 @pytest.mark.parametrize("target", ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/x",
                                     "http://[fd00:ec2::254]/x", "http://[::ffff:169.254.169.254]/x",
                                     "RUNTIME", "http://metadata.google.internal/x"])
-def test_redirects_to_forbidden_addresses(puller: tuple[RunningServer, RecordingTransport],
-                                          registry: FakeRegistry, runtime_api: list[object], target: str) -> None:
+def test_redirects_to_forbidden_addresses(runtime_api: list[object], puller: tuple[RunningServer, RecordingTransport],
+                                          registry: FakeRegistry, target: str) -> None:
     server, recorder = puller
     if target == "RUNTIME":
         target = f"http://{os.environ['AWS_LAMBDA_RUNTIME_API']}/2018-06-01/runtime/invocation/next"

@@ -14,7 +14,8 @@ import pytest
 
 from fake_registry import RecordingTransport, serve_registry
 from serving import RunningServer, run_server
-from skyllama.services.outbound import OutboundPolicy, OutboundRefused, PolicyTransport
+from skyllama.engine.fake import FakeEngine
+from skyllama.services.registry.outbound import Outbound, OutboundPolicy, OutboundRefused, PolicyTransport
 from skyllama.settings import Settings
 
 
@@ -22,9 +23,9 @@ from skyllama.settings import Settings
 def server(tmp_path: Path) -> Iterator[tuple[RunningServer, RecordingTransport]]:
     folder = tmp_path / "m"
     folder.mkdir()
-    with run_server(folder) as running:  # loopback NOT allowed
-        recorder = RecordingTransport()
-        running.services.extras["outbound_inner_transport"] = recorder
+    recorder = RecordingTransport()
+    outbound = Outbound(OutboundPolicy.from_settings(Settings.from_env({})), inner=recorder)
+    with run_server(folder, outbound=outbound, engine=FakeEngine()) as running:  # loopback NOT allowed
         yield running, recorder
 
 

@@ -16,8 +16,9 @@ from corpus.crafted import GGUF_CASES, SAFETENSORS_CASES
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from skyllama.composition import build_services
+from skyllama.composition import build_runtime
 from skyllama.convert.safetensors_reader import SafetensorsFile
+from skyllama.engine.base import LoadSpec
 from skyllama.errors import InvalidModelFile
 from skyllama.gguf_info import read_gguf
 from skyllama.http.app import create_app
@@ -55,19 +56,24 @@ def test_crafted_safetensors_is_refused_in_bounded_time_and_memory(case: str, tm
     bounded(lambda: SafetensorsFile(path, "model.safetensors"))
 
 
-@pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FastAPI]:
-    import skyllama.engine.llama as llama
+class NativeEngine:
+    """The server's only way to native code (llama.cpp runs in runner processes it loads into)."""
 
-    def native(*_a: object, **_k: object) -> None:
+    batching = True
+
+    def load(self, spec: LoadSpec) -> None:
         raise AssertionError("native code reached with a crafted file")
 
-    monkeypatch.setattr(llama, "load_llama", native)
+    def load_batched(self, spec: LoadSpec, n_seq: int) -> None:
+        raise AssertionError("native code reached with a crafted file")
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[FastAPI]:
     settings = Settings.from_env({}, models=tmp_path / "m", state_db=tmp_path / "s.db")
-    services = build_services(settings)
-    services.extras["engine_loader"] = native
-    yield create_app(settings, services=services)
-    services.close()
+    runtime = build_runtime(settings, engine=NativeEngine())  # type: ignore[arg-type]
+    yield create_app(runtime)
+    runtime.close()
 
 
 def upload(client: TestClient, data: bytes) -> str:

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ggufs import write_tiny_gguf
-from skyllama.composition import build_services
+from skyllama.composition import build_runtime
 from skyllama.engine.fake import FakeEngine
 from skyllama.http.app import create_app
 from skyllama.settings import Settings
@@ -57,10 +57,9 @@ def test_render_time_is_bounded() -> None:
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[FastAPI]:
     settings = Settings.from_env({}, models=tmp_path / "m", state_db=tmp_path / "s.db")
-    services = build_services(settings)
-    services.extras["engine_loader"] = FakeEngine().load
-    yield create_app(settings, services=services)
-    services.close()
+    runtime = build_runtime(settings, engine=FakeEngine())
+    yield create_app(runtime)
+    runtime.close()
 
 
 @pytest.mark.parametrize("route", ["/api/chat", "/api/generate"])

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ggufs import write_tiny_gguf
-from skyllama.composition import build_services
+from skyllama.composition import build_runtime
 from skyllama.convert import demo_assets
 from skyllama.demo import extract_member
 from skyllama.http.app import create_app
@@ -48,10 +48,10 @@ def tarred(entries: dict[str, bytes]) -> bytes:
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     settings = Settings.from_env({}, models=tmp_path / "m", state_db=tmp_path / "s.db")
-    services = build_services(settings)
-    with TestClient(create_app(settings, services=services), base_url="http://127.0.0.1:11434") as c:
+    runtime = build_runtime(settings, inference=False)
+    with TestClient(create_app(runtime), base_url="http://127.0.0.1:11434") as c:
         yield c
-    services.close()
+    runtime.close()
 
 
 def archives(tmp_path: Path) -> dict[str, bytes]:

@@ -13,10 +13,24 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 from fastapi.testclient import TestClient
-from faults import BUCKET, PREFIX, FaultyWorld, aws_stores, faulty_world, moto_aws, throttle
+from faults import (
+    BUCKET,
+    PREFIX,
+    FaultyBlobStore,
+    FaultyManifestStore,
+    FaultyStateStore,
+    FaultyWorld,
+    aws_stores,
+    moto_aws,
+    throttle,
+)
 
 from ggufs import write_tiny_gguf
-from skyllama.composition import build_services
+from skyllama.adapters.local.blobs import LocalBlobStore
+from skyllama.adapters.local.manifests import LocalManifestStore
+from skyllama.adapters.local.parts import LocalPartStore
+from skyllama.adapters.local.sqlite_state import SqliteStateStore
+from skyllama.composition import Runtime, Stores, build_runtime
 from skyllama.errors import StoreError
 from skyllama.http.app import create_app
 from skyllama.settings import Settings
@@ -34,16 +48,29 @@ def exceptions(tmp: Path) -> dict[str, BaseException]:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[FaultyWorld]:
-    w = faulty_world(tmp_path / "models")
-    yield w
-    w.clear()
-    w.services.close()
+def runtime(tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime over a local folder whose three stores are fault-injecting wrappers."""
+    models = tmp_path / "models"
+    settings = Settings.from_env({}, models=models, state_db=models / ".skyllama" / "state.db")
+    state = FaultyStateStore(SqliteStateStore(settings.state_path))
+    stores = Stores(FaultyBlobStore(LocalBlobStore(models)), FaultyManifestStore(LocalManifestStore(models)), state,
+                    LocalPartStore(models / ".skyllama" / "partial"), closers=(state.inner.close,))
+    rt = build_runtime(settings, stores=stores, inference=False)
+    yield rt
+    rt.close()
 
 
 @pytest.fixture
-def client(world: FaultyWorld) -> Iterator[TestClient]:
-    app = create_app(world.services.settings, services=world.services)
+def world(runtime: Runtime) -> Iterator[FaultyWorld]:
+    stores = runtime.stores
+    w = FaultyWorld(runtime, stores.blobs, stores.manifests, stores.state)  # type: ignore[arg-type]
+    yield w
+    w.clear()
+
+
+@pytest.fixture
+def client(runtime: Runtime, world: FaultyWorld) -> Iterator[TestClient]:
+    app = create_app(runtime)
     with TestClient(app, base_url="http://127.0.0.1:11434", raise_server_exceptions=False) as c:
         yield c
 
@@ -108,10 +135,10 @@ def test_aws_errors_name_no_bucket_or_key(tmp_path: Path, monkeypatch: pytest.Mo
 ])
 def test_create_path_fields_cannot_reach_the_filesystem(tmp_path: Path, body: dict) -> None:
     settings = Settings.from_env({}, models=tmp_path / "m", state_db=tmp_path / "s.db")
-    services = build_services(settings)
-    with TestClient(create_app(settings, services=services), base_url="http://127.0.0.1:11434") as c:
+    runtime = build_runtime(settings, inference=False)
+    with TestClient(create_app(runtime), base_url="http://127.0.0.1:11434") as c:
         r = c.post("/api/create", json={**body, "stream": False})
         assert r.status_code in (400, 404), r.text
         assert "root:" not in r.text and "/bin/" not in r.text
         clean(r.text, tmp_path)
-    services.close()
+    runtime.close()

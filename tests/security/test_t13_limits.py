@@ -12,7 +12,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,10 +22,10 @@ from fastapi.testclient import TestClient
 
 from ggufs import write_tiny_gguf
 from serving import free_port, run_server
-from skyllama.composition import build_services
+from skyllama.composition import build_runtime
+from skyllama.engine.base import LoadSpec
 from skyllama.engine.fake import FakeEngine, FakeModel
 from skyllama.http.app import create_app
-from skyllama.http.auth import keys_of
 from skyllama.http.server_timeouts import protocol_with_header_timeout
 from skyllama.settings import Settings
 
@@ -33,13 +33,27 @@ LIMITS = {"max_request_bytes": 4096, "max_blob_bytes": 2048, "max_num_ctx": 1024
           "max_messages": 3, "max_images": 2, "max_image_bytes": 1024}
 
 
+class WrappingEngine(FakeEngine):
+    """A fake engine whose loaded models a test may alter (``wrap``) after the server started."""
+
+    wrap: Callable[[FakeModel], FakeModel] | None = None
+
+    def load(self, spec: LoadSpec) -> FakeModel:
+        model = super().load(spec)
+        return self.wrap(model) if self.wrap is not None else model
+
+
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[FastAPI]:
+def engine() -> WrappingEngine:
+    return WrappingEngine()
+
+
+@pytest.fixture
+def app(tmp_path: Path, engine: WrappingEngine) -> Iterator[FastAPI]:
     settings = Settings.from_env({}, models=tmp_path / "m", state_db=tmp_path / "s.db", **LIMITS)
-    services = build_services(settings)
-    services.extras["engine_loader"] = FakeEngine().load
-    yield create_app(settings, services=services)
-    services.close()
+    runtime = build_runtime(settings, engine=engine)
+    yield create_app(runtime)
+    runtime.close()
 
 
 @pytest.fixture
@@ -47,7 +61,7 @@ def client(app: FastAPI, tmp_path: Path) -> Iterator[TestClient]:
     with TestClient(app, base_url="http://127.0.0.1:11434", raise_server_exceptions=False) as c:
         data = write_tiny_gguf(tmp_path / "t.gguf").read_bytes()
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        app.state.services.blobs.put_bytes(data)
+        app.state.runtime.blobs.put_bytes(data)
         r = c.post("/api/create", json={"model": "tiny", "files": {"t.gguf": digest},
                                         "template": "{{ .Prompt }}", "stream": False})
         assert r.status_code == 200, r.text
@@ -67,7 +81,7 @@ def test_blob_over_the_cap_is_413_and_nothing_is_kept(client: TestClient, app: F
     assert client.post(f"/api/blobs/{digest}", content=data).status_code == 413
     assert client.post(f"/api/blobs/{digest}", content=iter([data[:1500], data[1500:]])).status_code == 413
     assert client.head(f"/api/blobs/{digest}").status_code == 404
-    assert not any(p.name.startswith(".partial") for p in (app.state.services.settings.models / "blobs").iterdir())
+    assert not any(p.name.startswith(".partial") for p in (app.state.runtime.settings.models / "blobs").iterdir())
 
 
 @pytest.mark.parametrize("path", ["/api/generate", "/api/chat", "/api/create", "/api/blobs/sha256:" + "0" * 64])
@@ -118,12 +132,8 @@ def test_create_parameters_type_confusion_is_400(client: TestClient) -> None:
         assert r.status_code == 400, r.text
 
 
-def test_mid_stream_failure_ends_with_an_error_line(client: TestClient, app: FastAPI) -> None:
-    engine = FakeEngine()
-
-    def broken(spec: object) -> FakeModel:
-        model = engine.load(spec)  # type: ignore[arg-type]
-
+def test_mid_stream_failure_ends_with_an_error_line(client: TestClient, engine: WrappingEngine) -> None:
+    def broken(model: FakeModel) -> FakeModel:
         def generate(*_a: object, **_k: object) -> Iterator[str]:
             yield "first "
             raise RuntimeError("/srv/secret/weights.gguf exploded")
@@ -131,7 +141,7 @@ def test_mid_stream_failure_ends_with_an_error_line(client: TestClient, app: Fas
         model.generate = generate  # type: ignore[method-assign]
         return model
 
-    app.state.services.extras["engine_loader"] = broken
+    engine.wrap = broken
     with client.stream("POST", "/api/generate", json={"model": "tiny", "prompt": "hi"}) as r:
         lines = [json.loads(line) for line in r.iter_lines() if line]
     assert r.status_code == 200 and lines[0]["response"] == "first "
@@ -139,8 +149,8 @@ def test_mid_stream_failure_ends_with_an_error_line(client: TestClient, app: Fas
 
 
 def test_per_key_concurrency_is_429(tmp_path: Path) -> None:
-    with run_server(tmp_path, auth="on", max_concurrent_per_key=1) as server:
-        keys = keys_of(server.services)
+    with run_server(tmp_path, engine=FakeEngine(), auth="on", max_concurrent_per_key=1) as server:
+        keys = server.runtime.keys
         one = {"Authorization": "Bearer " + keys.create_key(name="a", owner="a", scopes=["manage", "inference"])[0]}
         two = {"Authorization": "Bearer " + keys.create_key(name="b", owner="b", scopes=["manage", "inference"])[0]}
         release = threading.Event()
@@ -159,7 +169,7 @@ def test_per_key_concurrency_is_429(tmp_path: Path) -> None:
             f"{server.url}/api/blobs/{digest}", content=slow_body(), headers=one, timeout=20).status_code))
         t.start()
         deadline = time.time() + 10
-        while not server.services.extras.get("in_flight_by_key") and time.time() < deadline:
+        while not server.runtime.concurrency and time.time() < deadline:
             time.sleep(0.02)
         busy = httpx.get(f"{server.url}/api/tags", headers=one)
         other = httpx.get(f"{server.url}/api/tags", headers=two)

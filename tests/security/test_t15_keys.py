@@ -12,12 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from skyllama.adapters.local.sqlite_state import SqliteStateStore
-from skyllama.composition import build_services
+from skyllama.composition import build_runtime
 from skyllama.errors import BadRequest, NotFound
 from skyllama.http.app import create_app
-from skyllama.http.auth import keys_of
-from skyllama.services import auth
-from skyllama.services.auth import ApiKeys
+from skyllama.services.access import keys as auth
+from skyllama.services.access.keys import ApiKeys
 from skyllama.settings import Settings
 
 
@@ -100,9 +99,9 @@ def test_key_fields_are_validated(store: SqliteStateStore, kwargs: dict) -> None
 def test_no_cross_route_policy_cache_breakage(tmp_path: Path) -> None:
     """A key cached after a route it may use is still refused on a route it may not, and the reverse."""
     settings = Settings.from_env({}, models=tmp_path / "m", state_db=tmp_path / "s.db", auth="on")
-    services = build_services(settings)
-    app = create_app(settings, services=services)
-    keys = keys_of(services)
+    runtime = build_runtime(settings, inference=False)
+    app = create_app(runtime)
+    keys = runtime.keys
     inf, _ = keys.create_key(name="i", owner="alice", scopes=["inference"])
     man, _ = keys.create_key(name="m", owner="alice", scopes=["manage"])
     with TestClient(app, base_url="http://127.0.0.1:11434") as c:
@@ -115,4 +114,4 @@ def test_no_cross_route_policy_cache_breakage(tmp_path: Path) -> None:
             assert c.get("/api/tags", headers={"Authorization": f"Bearer {man}"}).status_code == 403
         assert c.get("/api/tags", headers={"Authorization": f"bearer {inf}"}).status_code == 200
         assert c.get("/api/tags", headers={"x-api-key": inf}).status_code == 200
-    services.close()
+    runtime.close()

@@ -1,4 +1,4 @@
-"""T-22 GC safety: ``services/gc.py`` never deletes a referenced, in-flight (grace period) or
+"""T-22 GC safety: ``services/models/gc.py`` never deletes a referenced, in-flight (grace period) or
 out-of-prefix blob, refuses to run while any manifest is unreadable, and deleting model A keeps
 the layers B shares with it. Runs over the local folder and over S3 (moto)."""
 
@@ -16,12 +16,12 @@ from ggufs import write_tiny_gguf
 from skyllama.adapters.local.blobs import LocalBlobStore
 from skyllama.adapters.local.manifests import LocalManifestStore
 from skyllama.adapters.local.sqlite_state import SqliteStateStore
-from skyllama.composition import build_services
+from skyllama.composition import build_runtime
 from skyllama.digests import Digest
 from skyllama.http.app import create_app
 from skyllama.manifest import CONFIG_MEDIA_TYPE, MEDIA_MODEL, Layer, Manifest
 from skyllama.names import ModelName
-from skyllama.services.gc import GCRefused, collect_garbage
+from skyllama.services.models.gc import GCRefused, collect_garbage
 from skyllama.settings import Settings
 
 GRACE = 600.0
@@ -134,10 +134,10 @@ def test_nothing_outside_blobs_sha256_is_ever_touched(stores: tuple, tmp_path: P
 
 def test_deleting_a_keeps_bs_shared_layers(tmp_path: Path) -> None:
     settings = Settings.from_env({}, models=tmp_path / "m", state_db=tmp_path / "s.db")
-    services = build_services(settings)
+    runtime = build_runtime(settings, inference=False)
     data = write_tiny_gguf(tmp_path / "t.gguf", seed=2).read_bytes()
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    with TestClient(create_app(settings, services=services), base_url="http://127.0.0.1:11434") as c:
+    with TestClient(create_app(runtime), base_url="http://127.0.0.1:11434") as c:
         assert c.post(f"/api/blobs/{digest}", content=data).status_code == 201
         for name, system in (("a", "A"), ("b", "B")):
             r = c.post("/api/create", json={"model": name, "files": {"m.gguf": digest}, "system": system,
@@ -145,7 +145,7 @@ def test_deleting_a_keeps_bs_shared_layers(tmp_path: Path) -> None:
             assert r.status_code == 200
         assert c.request("DELETE", "/api/delete", json={"model": "a"}).status_code == 200
         for _ in range(2):
-            collect_garbage(services.blobs, services.manifests, services.state, grace_seconds=0)
+            collect_garbage(runtime.blobs, runtime.manifests, runtime.state, grace_seconds=0)
         assert c.post("/api/show", json={"model": "b"}).status_code == 200
-        assert services.blobs.exists(Digest.parse(digest))
-    services.close()
+        assert runtime.blobs.exists(Digest.parse(digest))
+    runtime.close()

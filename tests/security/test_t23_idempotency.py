@@ -1,4 +1,4 @@
-"""T-23 idempotency keys, on ``services/jobs.py``'s ``idempotent_runner`` (Powertools Idempotency
+"""T-23 idempotency keys, on ``services/jobs/runner.py``'s ``idempotent_runner`` (Powertools Idempotency
 on the state table, DynamoDB under moto). The key is the job id and the message's step (a pull
 or push that ran out of time continues under a new step): replaying a delivery returns the
 first result without running again; the same id with a different payload still returns the first
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from faults import TABLE, aws_stores, moto_aws
 
-from skyllama.services import jobs
+from skyllama.services.jobs import runner as jobs
 
 
 class Context:
@@ -40,7 +40,7 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         gate = threading.Event()
         gate.set()
 
-        def fake_run_job(_services: Any, job_id: str, **_k: Any) -> dict[str, Any]:
+        def fake_run_job(_jobs: Any, job_id: str, **_k: Any) -> dict[str, Any]:
             runs.append(job_id)
             gate.wait(10)
             return {"id": job_id, "status": "success", "run": len(runs)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,9 @@ from fastapi.testclient import TestClient
 from faults import aws_stores, moto_aws
 
 from ggufs import write_tiny_gguf
-from skyllama.composition import build_services
+from skyllama.composition import build_runtime, build_stores
 from skyllama.http.app import create_app
+from skyllama.ports import Clock
 from skyllama.settings import Settings
 
 
@@ -21,17 +23,18 @@ from skyllama.settings import Settings
 def client(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     settings = Settings.from_env({}, models=tmp_path / "m", state_db=tmp_path / "s.db")
     if request.param == "local":
-        services = build_services(settings)
-        with TestClient(create_app(settings, services=services), base_url="http://127.0.0.1:11434") as c:
+        runtime = build_runtime(settings, inference=False)
+        with TestClient(create_app(runtime), base_url="http://127.0.0.1:11434") as c:
             yield c
-        services.close()
+        runtime.close()
         return
     with moto_aws(monkeypatch):
         _s3, blobs, manifests, _state = aws_stores(tmp_path / "cache")
-        services = build_services(settings, blobs=blobs, manifests=manifests)
-        with TestClient(create_app(settings, services=services), base_url="http://127.0.0.1:11434") as c:
+        local = build_stores(settings, Clock())  # the state and parts stay local, as the settings say
+        runtime = build_runtime(settings, stores=replace(local, blobs=blobs, manifests=manifests), inference=False)
+        with TestClient(create_app(runtime), base_url="http://127.0.0.1:11434") as c:
             yield c
-        services.close()
+        runtime.close()
 
 
 def test_names_differing_only_in_case_are_one_model(client: TestClient, tmp_path: Path) -> None:

@@ -13,10 +13,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from ggufs import write_tiny_gguf
-from skyllama.composition import build_services
+from skyllama.composition import build_runtime
 from skyllama.digests import Digest
 from skyllama.http.app import create_app
-from skyllama.services.gc import GCRefused, collect_garbage
+from skyllama.services.models.gc import GCRefused, collect_garbage
 from skyllama.settings import Settings
 
 BAD = {
@@ -32,14 +32,14 @@ BAD = {
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[FastAPI]:
     settings = Settings.from_env({}, models=tmp_path / "m", state_db=tmp_path / "s.db")
-    services = build_services(settings)
-    yield create_app(settings, services=services)
-    services.close()
+    runtime = build_runtime(settings, inference=False)
+    yield create_app(runtime)
+    runtime.close()
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_one_bad_manifest_breaks_nothing_else_but_blocks_gc(app: FastAPI, tmp_path: Path, case: str) -> None:
-    svc = app.state.services
+    svc = app.state.runtime
     with TestClient(app, base_url="http://127.0.0.1:11434") as c:
         data = write_tiny_gguf(tmp_path / "t.gguf").read_bytes()
         digest = "sha256:" + hashlib.sha256(data).hexdigest()

@@ -108,14 +108,14 @@ def test_create_refuses_to_store_out_of_range_parameters(client: httpx.Client, o
 def _legacy_model(server: RunningServer, params: dict) -> str:
     """A copy of the demo model whose params layer an older release wrote: stored straight through
     the stores, as no create of this release would write it."""
-    services = server.services
-    base = services.catalog.get(SMOLLM2_NAME)
+    runtime = server.runtime
+    base = runtime.catalog.get(SMOLLM2_NAME, None)
     data = json.dumps(params).encode()
     digest = Digest.of_bytes(data)
-    services.blobs.put_bytes(data, digest)
+    runtime.blobs.put_bytes(data, digest)
     layers = [x for x in base.manifest.layers if x.media_type != MEDIA_PARAMS] + [Layer(MEDIA_PARAMS, digest, len(data))]
     manifest = Manifest(config=base.manifest.config, layers=tuple(layers))
-    services.manifests.put(ModelName.parse("legacy"), manifest.to_bytes())
+    runtime.manifests.put(ModelName.parse("legacy"), manifest.to_bytes())
     return "legacy:latest"
 
 
@@ -157,7 +157,7 @@ def test_special_token_id_past_the_vocabulary_in_a_gguf_is_not_detokenized(
     data[at + 4:at + 8] = (10**9).to_bytes(4, "little")
     crafted = tmp_path / "crafted.gguf"
     crafted.write_bytes(bytes(data))
-    digest = demo_server.services.blobs.put_file(crafted)
+    digest = demo_server.runtime.blobs.put_file(crafted)
     r = client.post("/api/create", json={"model": "crafted", "files": {"crafted.gguf": str(digest)}, "stream": False})
     assert r.status_code == 200, r.text
     chat = client.post("/api/chat", json={"model": "crafted", "messages": [{"role": "user", "content": "Hi"}],

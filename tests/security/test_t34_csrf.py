@@ -23,7 +23,7 @@ SIMPLE_TYPES = ["text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
 
 def _with_model(server: RunningServer, tmp_path: Path) -> None:
     data = write_tiny_gguf(tmp_path / "t.gguf").read_bytes()
-    server.services.blobs.put_bytes(data)
+    server.runtime.blobs.put_bytes(data)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     r = httpx.post(server.url + "/api/create", json={"model": "tiny", "files": {"t.gguf": digest}, "stream": False})
     assert r.status_code == 200, r.text

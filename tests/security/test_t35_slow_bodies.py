@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 
 from serving import RunningServer, free_port, run_server
-from skyllama.composition import build_services
+from skyllama.composition import build_runtime
 from skyllama.digests import Digest
 from skyllama.http.app import create_app
 from skyllama.http.server_timeouts import protocol_with_header_timeout
@@ -118,7 +118,7 @@ def test_a_stalled_blob_upload_is_closed_and_keeps_nothing(slow_server: RunningS
     reply, _ = _reply_and_close(sock, within=3)
     _assert_408(reply)
     sock.close()
-    assert not slow_server.services.blobs.exists(Digest.parse(digest))
+    assert not slow_server.runtime.blobs.exists(Digest.parse(digest))
     assert not list((slow_server.settings.models / "blobs").glob(".partial*"))  # the upload was aborted
 
 
@@ -132,7 +132,7 @@ def test_a_blob_upload_that_keeps_flowing_is_never_cut(slow_server: RunningServe
     reply = _response(sock)
     assert reply.startswith(b"HTTP/1.1 201"), reply
     sock.close()
-    assert slow_server.services.blobs.exists(Digest.parse(digest))
+    assert slow_server.runtime.blobs.exists(Digest.parse(digest))
 
 
 def test_a_body_sent_at_once_and_a_kept_alive_connection_are_unaffected(slow_server: RunningServer) -> None:
@@ -150,9 +150,9 @@ def test_skyllama_serve_protocol_closes_stalled_bodies_too(models_dir: Path) -> 
     """The same under the h11 protocol ``skyllama serve`` runs (header deadline included)."""
     settings = Settings.from_env({}, models=models_dir, state_db=models_dir / "s.db",
                                  body_idle_timeout=IDLE, body_timeout=TOTAL)
-    services = build_services(settings)
+    runtime = build_runtime(settings)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, services=services), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port,
                                            log_level="warning", http=protocol_with_header_timeout(5)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -167,4 +167,4 @@ def test_skyllama_serve_protocol_closes_stalled_bodies_too(models_dir: Path) -> 
     finally:
         server.should_exit = True
         thread.join(10)
-        services.close()
+        runtime.close()

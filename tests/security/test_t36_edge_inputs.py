@@ -27,20 +27,26 @@ from fake_registry import FakeRegistry, RecordingTransport, pull, serve_registry
 from ggufs import write_tiny_gguf
 from serving import RunningServer, run_server
 from skyllama.engine.fake import FakeEngine
+from skyllama.services.registry.outbound import Outbound, OutboundPolicy
+from skyllama.settings import Settings
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, RecordingTransport, str]]:
     """A server with one model ``tiny`` and its weights' digest; outbound calls recorded."""
     folder = tmp_path_factory.mktemp("t36")
-    with run_server(folder / "models") as server:
-        server.services.extras["engine_loader"] = FakeEngine().load
-        recorder = RecordingTransport()
-        server.services.extras["outbound_inner_transport"] = recorder
+    recorder = RecordingTransport()
+    with run_server(folder / "models", engine=FakeEngine(), outbound=recorded(folder / "models", recorder)) as server:
         client = ollama.Client(host=server.url)
         digest = client.create_blob(write_tiny_gguf(folder / "tiny.gguf"))
         assert list(client.create(model="tiny", files={"tiny.gguf": digest}, stream=True))[-1].status == "success"
         yield server, recorder, digest
+
+
+def recorded(models: Path, recorder: RecordingTransport, **settings: object) -> Outbound:
+    """The outbound way of a server over ``models`` with these settings, dialling through ``recorder``."""
+    policy = OutboundPolicy.from_settings(Settings.from_env({}, models=models, **settings))
+    return Outbound(policy, inner=recorder)
 
 
 def send(server: RunningServer, method: str, path: str, raw: str) -> httpx.Response:
@@ -175,9 +181,9 @@ def test_canonical_forbidden_addresses_stay_refused_by_the_policy(
 def loopback_puller(tmp_path: Path) -> Iterator[tuple[RunningServer, RecordingTransport]]:
     folder = tmp_path / "puller"
     folder.mkdir()
-    with run_server(folder, registry_allow_loopback=True) as server:
-        recorder = RecordingTransport()
-        server.services.extras["outbound_inner_transport"] = recorder
+    recorder = RecordingTransport()
+    with run_server(folder, registry_allow_loopback=True,
+                    outbound=recorded(folder, recorder, registry_allow_loopback=True)) as server:
         yield server, recorder
 
 

@@ -22,8 +22,7 @@ import httpx
 import pytest
 
 from serving import RunningServer, run_server
-from skyllama.services.download import CHECKPOINT_TTL
-from skyllama.services.pull import manager_of
+from skyllama.services.registry.download import CHECKPOINT_TTL
 
 IDLE = 1.0  # the upload idle timeout of these servers
 INTERVAL = 0.2  # their sweep period
@@ -92,7 +91,7 @@ def test_a_leftover_that_goes_stale_while_serving_is_swept(server: RunningServer
 
 def test_an_open_writer_is_never_swept_even_when_idle(server: RunningServer) -> None:
     blobs = server.settings.models / "blobs"
-    writer = server.services.blobs.writer()
+    writer = server.runtime.blobs.writer()
     writer.write(b"first half, ")
     held = [p for p in blobs.iterdir() if p.name.startswith(".partial-") and "canary" not in p.name]
     assert len(held) == 1
@@ -139,11 +138,11 @@ def test_pull_parts_are_kept_for_the_checkpoint_life(models: Path) -> None:
         assert eventually(lambda: not abandoned.exists())
         assert resumable.exists()
         busy = "3" * 64
-        manager_of(running.services).downloads[busy] = object()  # type: ignore[assignment]
+        running.runtime.transfers.downloads.downloads[busy] = object()  # type: ignore[assignment]
         downloading = part_folder(models, "3", CHECKPOINT_TTL + HOUR)
         swept_once_more(models / "blobs")
         swept_once_more(models / "blobs")
         assert downloading.exists() and (downloading / "part-0").exists()
-        del manager_of(running.services).downloads[busy]
+        del running.runtime.transfers.downloads.downloads[busy]
         assert eventually(lambda: not downloading.exists())
         assert resumable.exists()

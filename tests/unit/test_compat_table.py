@@ -4,6 +4,8 @@ README shows exactly its rendering."""
 from pathlib import Path
 
 from skyllama.compat import FIELDS, ROUTES, render
+from skyllama.composition import build_runtime
+from skyllama.engine.fake import FakeEngine
 from skyllama.http import inference_types, types
 from skyllama.http.app import create_app
 from skyllama.http.auth import flat_routes
@@ -18,7 +20,9 @@ def normalise(path: str) -> str:
 
 
 def test_every_served_route_is_in_the_table(tmp_path: Path) -> None:
-    app = create_app(Settings.from_env({}, models=tmp_path))
+    runtime = build_runtime(Settings.from_env({}, models=tmp_path), engine=FakeEngine())
+    app = create_app(runtime)
+    runtime.close()
     listed = {(normalise(path), method) for methods, path, _s, _n in ROUTES for method in methods.split()}
     listed |= {(p.rstrip("/") or "/", m) for p, m in listed}  # /v2 and /v2/
     for route in flat_routes(app):

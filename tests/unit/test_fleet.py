@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from ggufs import write_tiny_gguf
-from skyllama.composition import build_services
+from skyllama.composition import build_runtime
 from skyllama.engine.fake import FakeEngine
 from skyllama.keep_alive import KeepAlive
-from skyllama.services.fleet import (
+from skyllama.services.fleet.records import (
     FOREVER_HEARTBEAT,
     INSTANCE_KIND,
     InstanceRecord,
@@ -23,7 +23,7 @@ from skyllama.services.fleet import (
     live_records,
     ps_rows,
 )
-from skyllama.services.scheduler import Scheduler
+from skyllama.services.inference.scheduler import Scheduler
 from skyllama.settings import Settings
 
 
@@ -39,35 +39,33 @@ class FakeClock:
 def fleet(tmp_path: Path) -> Any:
     clock = FakeClock()
     settings = Settings.from_env({}, models=tmp_path, state_db=tmp_path / "s.db", keep_alive="5m", fleet="on")
-    services = build_services(settings, clock=clock)
-    from skyllama.services.create import plan_create, run_create
-
-    digest = services.blobs.put_file(write_tiny_gguf(tmp_path / "tiny.gguf"))
+    runtime = build_runtime(settings, clock=clock, inference=False)
+    digest = runtime.blobs.put_file(write_tiny_gguf(tmp_path / "tiny.gguf"))
     for name, ctx in (("a", 256), ("b", 384)):
-        list(run_create(services.catalog, plan_create(services.catalog, {
-            "model": name, "files": {"tiny.gguf": str(digest)}, "parameters": {"num_ctx": ctx}})))
-    assert isinstance(services.extras["fleet"], InstanceRecorder)  # wired by the composition root
-    recorders = [InstanceRecorder(services.state, clock, instance=f"i-{n}", runtime="lambda", function="fn",
+        list(runtime.creator.run(runtime.creator.plan({
+            "model": name, "files": {"tiny.gguf": str(digest)}, "parameters": {"num_ctx": ctx}}, None)))
+    assert isinstance(runtime.fleet, InstanceRecorder)  # wired by the composition root
+    recorders = [InstanceRecorder(runtime.state, clock, instance=f"i-{n}", runtime="lambda", function="fn",
                                   gpu=False) for n in (1, 2)]
     engine = FakeEngine()
-    schedulers = [Scheduler(settings, services.catalog, engine, clock=clock, observer=r)
+    schedulers = [Scheduler(settings, runtime.catalog, engine, clock=clock, observer=r)
                   for r in recorders]
-    yield services, clock, schedulers
-    services.close()
+    yield runtime, clock, schedulers
+    runtime.close()
 
 
-def records(services: Any) -> dict[str, dict[str, Any]]:
-    return dict(services.state.query(INSTANCE_KIND))
+def records(runtime: Any) -> dict[str, dict[str, Any]]:
+    return dict(runtime.state.query(INSTANCE_KIND))
 
 
 def test_a_request_records_the_model_with_its_expiry_and_unload_removes_it(fleet: Any) -> None:
-    services, clock, (one, _two) = fleet
+    runtime, clock, (one, _two) = fleet
 
     async def run() -> None:
-        a = services.catalog.get("a")
+        a = runtime.catalog.get("a", None)
         async with one.acquire(a, {}, KeepAlive.of_seconds(600)):
             pass
-        [(key, record)] = records(services).items()
+        [(key, record)] = records(runtime).items()
         assert key == f"i-1#{a.digest.hex}"
         assert record["model"] == "a:latest" and record["model_expires_at"] == clock.t + 600
         assert record["keep_alive"] == 600 and record["device"] == "cpu" and record["runtime"] == "lambda"
@@ -75,9 +73,9 @@ def test_a_request_records_the_model_with_its_expiry_and_unload_removes_it(fleet
         clock.t += 120
         async with one.acquire(a, {}, KeepAlive.of_seconds(600)):  # refreshed on each request
             pass
-        assert records(services)[key]["model_expires_at"] == clock.t + 600
+        assert records(runtime)[key]["model_expires_at"] == clock.t + 600
         clock.t += 601
-        assert records(services) == {}  # the store's TTL: expired records are absent
+        assert records(runtime) == {}  # the store's TTL: expired records are absent
         await one.reap()  # the instance unloads it (lazily, at its next chance) and deletes its record
         assert one.ps() == []
         await one.close()
@@ -86,25 +84,25 @@ def test_a_request_records_the_model_with_its_expiry_and_unload_removes_it(fleet
 
 
 def test_keep_alive_zero_ends_the_model_in_the_whole_fleet(fleet: Any) -> None:
-    services, clock, (one, two) = fleet
+    runtime, clock, (one, two) = fleet
 
     async def run() -> None:
-        a, b = services.catalog.get("a"), services.catalog.get("b")
+        a, b = runtime.catalog.get("a", None), runtime.catalog.get("b", None)
         async with one.acquire(a, {}, KeepAlive.FOREVER):
             pass
         async with two.acquire(a, {}, KeepAlive.FOREVER):
             pass
         async with two.acquire(b, {}, KeepAlive.of_seconds(300)):
             pass
-        assert len(records(services)) == 3
-        forever = records(services)[f"i-1#{a.digest.hex}"]
+        assert len(records(runtime)) == 3
+        forever = records(runtime)[f"i-1#{a.digest.hex}"]
         assert forever["model_expires_at"] == -1 and forever["keep_alive"] == -1
         async with one.acquire(a, {}, KeepAlive.UNLOAD_NOW):  # keep_alive 0 on instance 1 unloads there...
             pass
         assert one.ps() == []
-        assert [r["model"] for r in records(services).values()] == ["b:latest"]  # ...and ends a everywhere
+        assert [r["model"] for r in records(runtime).values()] == ["b:latest"]  # ...and ends a everywhere
         await one.unload(b)  # an empty prompt with keep_alive 0, on an instance that does not hold b
-        assert records(services) == {}
+        assert records(runtime) == {}
         await one.close()
         await two.close()
 
@@ -112,15 +110,15 @@ def test_keep_alive_zero_ends_the_model_in_the_whole_fleet(fleet: Any) -> None:
 
 
 def test_a_model_kept_forever_needs_a_heartbeat(fleet: Any) -> None:
-    services, clock, (one, _two) = fleet
+    runtime, clock, (one, _two) = fleet
 
     async def run() -> None:
-        async with one.acquire(services.catalog.get("a"), {}, KeepAlive.FOREVER):
+        async with one.acquire(runtime.catalog.get("a", None), {}, KeepAlive.FOREVER):
             pass
         clock.t += FOREVER_HEARTBEAT - 1
-        assert len(records(services)) == 1
+        assert len(records(runtime)) == 1
         clock.t += 2  # an instance gone without a word: its record runs out
-        assert records(services) == {}
+        assert records(runtime) == {}
         await one.close()
 
     asyncio.run(asyncio.wait_for(run(), 20))

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from skyllama.errors import BadRequest
-from skyllama.http.openai_types import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from skyllama.services import openai_compat as compat
+from skyllama.http.openai import compat as compat
+from skyllama.http.openai.types import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 PNG = base64.b64encode(b"\x89PNG fake").decode()
 CREATED = "2026-01-02T03:04:05.123456789Z"

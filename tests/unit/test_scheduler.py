@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from ggufs import write_tiny_gguf
-from skyllama.composition import build_services
+from skyllama.composition import build_runtime
 from skyllama.engine.fake import FakeEngine
 from skyllama.errors import Busy
 from skyllama.keep_alive import KeepAlive
-from skyllama.services.scheduler import Scheduler
+from skyllama.services.inference.scheduler import Scheduler
 from skyllama.settings import Settings
 
 
@@ -28,25 +28,23 @@ class FakeClock:
 def setup(tmp_path: Path):
     settings = Settings.from_env({}, models=tmp_path, state_db=tmp_path / "s.db", max_loaded_models=2,
                                  max_queue=1, keep_alive="5m")
-    services = build_services(settings)
-    from skyllama.services.create import plan_create, run_create
-
+    runtime = build_runtime(settings, inference=False)
     gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
-    digest = services.blobs.put_file(gguf)
+    digest = runtime.blobs.put_file(gguf)
     for name, ctx in (("a", 256), ("b", 384), ("c", 512)):
-        list(run_create(services.catalog, plan_create(services.catalog, {
-            "model": name, "files": {"tiny.gguf": str(digest)}, "parameters": {"num_ctx": ctx}})))
+        list(runtime.creator.run(runtime.creator.plan({
+            "model": name, "files": {"tiny.gguf": str(digest)}, "parameters": {"num_ctx": ctx}}, None)))
     clock, engine = FakeClock(), FakeEngine()
-    sched = Scheduler(settings, services.catalog, engine, clock=clock)
-    yield sched, services.catalog, clock, engine
-    services.close()
+    sched = Scheduler(settings, runtime.catalog, engine, clock=clock)
+    yield sched, runtime.catalog, clock, engine
+    runtime.close()
 
 
 def test_keep_alive_expiry_and_lru(setup) -> None:
     sched, catalog, clock, engine = setup
 
     async def run() -> None:
-        a, b, c = (catalog.get(n) for n in "abc")
+        a, b, c = (catalog.get(n, None) for n in "abc")
         async with sched.acquire(a, {}, KeepAlive.of_seconds(10)):
             pass
         clock.t += 1
@@ -75,7 +73,7 @@ def test_queue_limit_and_busy_runners_are_never_evicted(setup) -> None:
     sched, catalog, _clock, _engine = setup
 
     async def run() -> None:
-        a, b, c = (catalog.get(n) for n in "abc")
+        a, b, c = (catalog.get(n, None) for n in "abc")
         release = asyncio.Event()
 
         async def hold(model) -> None:

@@ -8,24 +8,23 @@ from pathlib import Path
 from typing import Any
 
 from ggufs import write_tiny_gguf
-from skyllama.composition import build_services
+from skyllama.composition import build_runtime
 from skyllama.engine.base import LoadSpec
 from skyllama.engine.fake import FakeEngine, FakeModel
-from skyllama.services.create import plan_create, run_create
-from skyllama.services.scheduler import Scheduler
+from skyllama.services.inference.scheduler import Scheduler
 from skyllama.settings import Settings
 
 
 def _scheduler(tmp_path: Path, **overrides: Any) -> tuple[Scheduler, Any, FakeEngine, list[tuple[LoadSpec, int]]]:
     settings = Settings.from_env({}, models=tmp_path, state_db=tmp_path / "s.db", **{"num_parallel": 3, **overrides})
-    services = build_services(settings)
-    digest = services.blobs.put_file(write_tiny_gguf(tmp_path / "tiny.gguf"))
-    list(run_create(services.catalog, plan_create(services.catalog, {
-        "model": "tiny", "files": {"tiny.gguf": str(digest)}, "parameters": {"num_ctx": 256}})))
+    runtime = build_runtime(settings, inference=False)
+    digest = runtime.blobs.put_file(write_tiny_gguf(tmp_path / "tiny.gguf"))
+    list(runtime.creator.run(runtime.creator.plan({
+        "model": "tiny", "files": {"tiny.gguf": str(digest)}, "parameters": {"num_ctx": 256}}, None)))
     engine = BatchingFake()
-    sched = Scheduler(settings, services.catalog, engine)
+    sched = Scheduler(settings, runtime.catalog, engine)
     batched = engine.batched
-    return sched, services.catalog.get("tiny"), engine, batched
+    return sched, runtime.catalog.get("tiny", None), engine, batched
 
 
 @dataclass

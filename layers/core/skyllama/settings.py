@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .durations import parse_duration
 from .errors import InvalidDuration
 from .keep_alive import KeepAlive
+from .names import ModelName
 
 DEFAULT_PORT = 11434
 
@@ -352,8 +353,6 @@ class Settings(BaseSettings):
 
     def num_parallel_for(self, name: str) -> int | None:
         """``SKYLLAMA_NUM_PARALLEL_MODELS``'s value for the model ``name`` (``None``: not listed)."""
-        from .names import ModelName
-
         for entry, value in parse_model_map(self.num_parallel_models).items():
             if ModelName.parse(entry).display() == name and value.isdigit() and int(value) > 0:
                 return int(value)

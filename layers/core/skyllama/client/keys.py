@@ -10,9 +10,10 @@ import argparse
 import json
 import sys
 
-from ..composition import Services, build_services
+from ..composition import Stores, build_stores
 from ..errors import SkyllamaError
-from ..services.auth import SCOPES, ApiKeys
+from ..ports import Clock
+from ..services.access.keys import SCOPES, ApiKeys
 from ..settings import Settings, SettingsError
 
 
@@ -20,16 +21,16 @@ def _say(text: str, err: bool = False) -> None:
     (sys.stderr if err else sys.stdout).write(text + "\n")
 
 
-def _keys() -> tuple[ApiKeys, Services]:
-
+def _keys() -> tuple[ApiKeys, Stores]:
     settings = Settings.from_env()
-    services = build_services(settings)
-    return ApiKeys(services.state, clock=services.clock), services
+    clock = Clock()
+    stores = build_stores(settings, clock)
+    return ApiKeys(stores.state, clock=clock), stores
 
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        keys, services = _keys()
+        keys, stores = _keys()
     except SettingsError as e:
         _say(f"Error: {e}", err=True)
         return 2
@@ -61,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
         _say(f"Error: {e}", err=True)
         return 1
     finally:
-        services.close()
+        stores.close()
     return 0
 
 

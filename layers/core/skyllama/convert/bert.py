@@ -17,11 +17,11 @@ from skyllama.convert.hf_model import (
     HFModel,
     PlannedTensor,
     add_special_vocab,
+    padded_vocabulary,
     plan_mapped,
-    token_types_from_added,
 )
 from skyllama.convert.safetensors_reader import Checkpoint
-from skyllama.errors import BadRequest, InvalidModelFile
+from skyllama.errors import BadRequest
 
 ARCH = gguf.MODEL_ARCH.BERT
 HF_ARCHITECTURES = ("BertModel", "BertForMaskedLM")
@@ -108,16 +108,7 @@ def _wordpiece_tokens(model: HFModel) -> tuple[list[str], dict[str, Any]]:
 def _add_vocab(writer: gguf.GGUFWriter, model: HFModel) -> None:
     tokens, tokenizer = _wordpiece_tokens(model)
     vocab_size = model.int_param("vocab_size", default=len(tokens))
-    if len(tokens) > vocab_size:
-        raise InvalidModelFile(
-            f"tokenizer has {len(tokens)} tokens but config.json vocab_size is {vocab_size}"
-        )
-    types = [gguf.TokenType.NORMAL] * len(tokens)
-    for i, kind in token_types_from_added(tokenizer, len(tokens)).items():
-        types[i] = kind
-    for i in range(len(tokens), vocab_size):
-        tokens.append(f"[PAD{i}]")
-        types.append(gguf.TokenType.UNUSED)
+    tokens, types = padded_vocabulary(tokens, tokenizer, vocab_size)
 
     # llama.cpp's WordPiece tokenizer expects word starts marked with U+2581 and continuations
     # without their "##" (the "phantom space" spelling of convert_hf_to_gguf.py).

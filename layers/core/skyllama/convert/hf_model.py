@@ -181,3 +181,19 @@ def token_types_from_added(tokenizer: Mapping[str, Any], n_tokens: int) -> dict[
 def looks_special(token: str) -> bool:
     """Tokens some models forget to mark special (``does_token_look_special`` in llama.cpp)."""
     return token.startswith("<|") and token.endswith("|>")
+
+
+def padded_vocabulary(tokens: list[str], tokenizer: Mapping[str, Any],
+                      vocab_size: int) -> tuple[list[str], list[gguf.TokenType]]:
+    """Tokens and their types, padded with unused ``[PAD<n>]`` tokens up to ``vocab_size``: models
+    pad the embedding matrix past the tokenizer, and llama.cpp wants a token per row."""
+    if len(tokens) > vocab_size:
+        raise InvalidModelFile(f"tokenizer has {len(tokens)} tokens but config.json vocab_size is {vocab_size}")
+    types = [gguf.TokenType.NORMAL] * len(tokens)
+    for i, kind in token_types_from_added(tokenizer, len(tokens)).items():
+        types[i] = kind
+    tokens = list(tokens)
+    for i in range(len(tokens), vocab_size):
+        tokens.append(f"[PAD{i}]")
+        types.append(gguf.TokenType.UNUSED)
+    return tokens, types

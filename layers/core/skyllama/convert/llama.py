@@ -20,8 +20,8 @@ from skyllama.convert.hf_model import (
     HFModel,
     PlannedTensor,
     add_special_vocab,
+    padded_vocabulary,
     plan_mapped,
-    token_types_from_added,
 )
 from skyllama.convert.safetensors_reader import Checkpoint
 from skyllama.errors import BadRequest, InvalidModelFile
@@ -147,17 +147,7 @@ def _add_vocab(writer: gguf.GGUFWriter, model: HFModel) -> None:
     except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
         raise InvalidModelFile("tokenizer.json could not be read as a byte-level BPE vocabulary") from e
     vocab_size = model.int_param("vocab_size")
-    if len(tokens) > vocab_size:
-        raise InvalidModelFile(
-            f"tokenizer has {len(tokens)} tokens but config.json vocab_size is {vocab_size}"
-        )
-    types = [gguf.TokenType.NORMAL] * len(tokens)
-    for i, kind in token_types_from_added(tokenizer, len(tokens)).items():
-        types[i] = kind
-    # Models pad the embedding matrix past the tokenizer; llama.cpp wants a token per row.
-    for i in range(len(tokens), vocab_size):
-        tokens.append(f"[PAD{i}]")
-        types.append(gguf.TokenType.UNUSED)
+    tokens, types = padded_vocabulary(tokens, tokenizer, vocab_size)
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(_pre_tokenizer_name(tokenizer.get("pre_tokenizer")))
     writer.add_token_list(tokens)

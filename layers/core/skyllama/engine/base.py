@@ -3,6 +3,7 @@ protocol every engine's model implements (llama.cpp in ``llama.py``, the fake in
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -150,6 +151,12 @@ class StopMatcher:
     def flush(self) -> str:
         out, self.pending = self.pending, ""
         return out
+
+
+def l2_normalized(vector: list[float]) -> list[float]:
+    """``vector`` scaled to unit length (unchanged when it is all zeros)."""
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector] if norm > 0 else vector
 
 
 SHIFT_PREDICT_FACTOR = 10  # num_predict -1 with context shift: at most 10 x num_ctx tokens, as Ollama

@@ -41,19 +41,29 @@ class FakeEngine:
         raise NotImplementedError("the fake engine has no batched models")
 
 
+PIECE_IDS = 0x110000  # past every code point: the ids of generated pieces
+
+
 class FakeModel:
-    """A model whose tokens are characters and whose replies come from its engine's script."""
+    """A model whose prompt tokens are characters, and whose every scripted reply piece is one
+    generated token (as a real engine streams a token at a time), so ``num_predict`` counts pieces."""
 
     def __init__(self, spec: LoadSpec, engine: FakeEngine) -> None:
         self.spec = spec
         self.engine = engine
         self.n_ctx = spec.n_ctx
+        self._pieces: dict[int, str] = {}
 
     def tokenize(self, text: str, *, add_special: bool | None = None) -> list[int]:
         return [ord(c) for c in text]
 
     def detokenize(self, tokens: list[int]) -> str:
-        return "".join(chr(t) for t in tokens)
+        return "".join(self._pieces.get(t, "") if t >= PIECE_IDS else chr(t) for t in tokens)
+
+    def _piece_id(self, piece: str) -> int:
+        token = PIECE_IDS + len(self._pieces)
+        self._pieces[token] = piece
+        return token
 
     def generate(self, prompt: list[int], sampling: Sampling, *, grammar: str | None = None,
                  cancel: threading.Event | None = None,
@@ -70,7 +80,7 @@ class FakeModel:
             if 0 <= sampling.num_predict <= len(tokens):
                 reason = "length"
                 break
-            tokens.extend(self.tokenize(piece))
+            tokens.append(self._piece_id(piece))
             if logprobs is not None:  # one "token" per piece, certain, its alternatives less so
                 top = [(piece, 0.0, list(piece.encode()))] + [(f"alt{i}", -1.0 - i, []) for i in range(logprobs - 1)]
                 yield TokenLogprob(piece, 0.0, list(piece.encode()), top[:logprobs])

@@ -36,8 +36,16 @@ import numpy as np
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from ..errors import BadRequest
-from .base import Generated, LoadSpec, Sampling, StopMatcher, TokenLogprob, generation_limit, shift_window
-from .grammar import grammar_for_format  # noqa: F401 - its old home; built in pure Python now
+from .base import (
+    Generated,
+    LoadSpec,
+    Sampling,
+    StopMatcher,
+    TokenLogprob,
+    generation_limit,
+    l2_normalized,
+    shift_window,
+)
 
 _KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
 # Packing a few short texts per decode is faster than one big ubatch (attention is quadratic in
@@ -158,7 +166,7 @@ class LlamaModel:
                 frequency_penalty=sampling.frequency_penalty, presence_penalty=sampling.presence_penalty,
                 mirostat_mode=sampling.mirostat, mirostat_tau=sampling.mirostat_tau,
                 mirostat_eta=sampling.mirostat_eta,
-                grammar=LlamaGrammar.from_string(grammar, verbose=False) if grammar else None,
+                grammar=self.grammar(grammar) if grammar else None,
             )
             done = True
             self._abort.clear()
@@ -215,6 +223,12 @@ class LlamaModel:
         text, value, raw = entry(token)
         return TokenLogprob(text, value, raw, alternatives)
 
+    def grammar(self, gbnf: str) -> LlamaGrammar:
+        """The grammar, refused with a 400 when llama.cpp's parser rejects it: llama-cpp-python
+        would hand the sampler a NULL grammar, and the first token would segfault."""
+        check_grammar(self._vocab, gbnf)
+        return LlamaGrammar.from_string(gbnf, verbose=False)
+
     def interrupt(self) -> None:
         """Stop the running ``llama_decode`` at its next graph node (from any thread)."""
         self._abort.set()
@@ -246,7 +260,7 @@ class LlamaModel:
         else:
             vectors = self._embed_causal(batches)
         if normalize:
-            vectors = [_l2(v) for v in vectors]
+            vectors = [l2_normalized(v) for v in vectors]
         return vectors, counts
 
     def _embed_packed(self, seqs: list[list[int]]) -> list[list[float]]:
@@ -314,6 +328,14 @@ class LlamaModel:
         self.llm.close()
 
 
+def check_grammar(vocab: Any, gbnf: str, root: str = "root") -> None:
+    """Raise :class:`BadRequest` unless llama.cpp's own parser accepts ``gbnf``."""
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode("utf-8"), root.encode("utf-8"))
+    if not sampler:
+        raise BadRequest("invalid format: llama.cpp could not parse the grammar built from it")
+    llama_cpp.llama_sampler_free(sampler)
+
+
 class _AbortFlag:
     """llama.cpp's abort callback, polled between graph nodes, reading a flag without the GIL.
 
@@ -337,11 +359,6 @@ class _AbortFlag:
 
     def is_set(self) -> bool:
         return self._buffer[0] != b"\x00"
-
-
-def _l2(vector: list[float]) -> list[float]:
-    norm = math.sqrt(sum(x * x for x in vector))
-    return [x / norm for x in vector] if norm > 0 else vector
 
 
 def supports_gpu() -> bool:

@@ -37,6 +37,7 @@ import numpy as np
 from llama_cpp import _internals
 from llama_cpp.llama_grammar import LlamaGrammar
 
+from ..errors import BadRequest
 from .base import Generated, LoadSpec, Sampling, StopMatcher, TokenLogprob, generation_limit, shift_counts
 from .llama import LlamaModel
 
@@ -173,8 +174,12 @@ class MultiSeqModel:
                                                    sampling.frequency_penalty, sampling.presence_penalty))
         if grammar:
             parsed = LlamaGrammar.from_string(grammar, verbose=False)
-            add(llama_cpp.llama_sampler_init_grammar(self.holder._vocab, parsed._grammar.encode("utf-8"),
-                                                     parsed._root.encode("utf-8")))
+            sampler = llama_cpp.llama_sampler_init_grammar(self.holder._vocab, parsed._grammar.encode("utf-8"),
+                                                           parsed._root.encode("utf-8"))
+            if not sampler:  # a NULL grammar in the chain would segfault at the first token
+                llama_cpp.llama_sampler_free(chain)
+                raise BadRequest("invalid format: llama.cpp could not parse the grammar built from it")
+            add(sampler)
         temp = sampling.temperature
         if temp < 0:
             add(llama_cpp.llama_sampler_init_dist(seed))

@@ -1,54 +1,73 @@
-"""``create_app``: the FastAPI application, wired from settings (the composition root's HTTP face)."""
+"""``create_app``: the FastAPI application over one runtime (``composition.build_runtime``).
+
+The app holds the runtime in ``app.state.runtime``; routes reach it through ``deps.py`` and each
+middleware receives the part it uses. Middlewares, from the outermost: the Host check (DNS
+rebinding), CORS and the Origin check (CSRF), request ids and the cancel registry, auth,
+metering (usage, quotas, per-key concurrency), body limits; then the routers.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from .. import __version__
-from ..composition import Services, build_services
-from ..services.sweep import start_sweeper
-from ..settings import Settings
-from .auth import install_auth
+from ..composition import Runtime, build_runtime
+from ..services.models.sweep import start_sweeper
+from ..settings import Settings, parse_model_map
+from .anthropic import routes as anthropic
+from .auth import AuthMiddleware
 from .errors import install_error_handlers
 from .limits import install_body_limits
-from .metrics import install_metrics
+from .metering import MeteringMiddleware
+from .metering import router as usage
+from .metrics import router as metrics
+from .openai import routes as openai
 from .openapi import install_openapi
 from .origins import install_cors, install_host_check
-from .request_ids import install_request_ids
-from .routes import anthropic, blobs, cancel, create, inference, models, openai, registry, root
+from .request_ids import RequestIdMiddleware
+from .routes import blobs, cancel, create, inference, models, registry, root
+
+ROUTERS = (root.router, models.router, blobs.router, create.router, inference.router, openai.router,
+           anthropic.router, cancel.router, registry.router, usage, metrics)
 
 
-def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
-    """Build the app. Tests pass ``services`` with their own stores; Lambda builds it once."""
-    settings = settings or (services.settings if services else Settings.from_env())
-    services = services or build_services(settings)
+def create_app(runtime: Runtime | None = None, *, settings: Settings | None = None) -> FastAPI:
+    """Build the app over ``runtime`` (or one built from ``settings``, else the environment)."""
+    owned = runtime is None  # an app that built its runtime closes it (its runner processes) at shutdown
+    rt = runtime or build_runtime(settings or Settings.from_env())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.shutdown_hooks.append(start_sweeper(services))  # crash leftovers, now and periodically (T-37)
-        if settings.preload:
-            from .routes.inference import start_preload
-
-            start_preload(app)
+        stop_sweeper = start_sweeper(rt.stores, rt.transfers.downloads, rt.settings)  # crash leftovers (T-37)
+        preload = None
+        if rt.inference is not None and rt.settings.preload:  # in the background: startup never waits
+            preload = asyncio.get_running_loop().create_task(rt.inference.preload(parse_model_map(rt.settings.preload)))
+        app.state.preload_task = preload
         yield
-        for hook in app.state.shutdown_hooks:
-            await hook()
+        if preload is not None:
+            preload.cancel()
+        await stop_sweeper()
+        if owned:
+            await rt.aclose()
+        elif rt.scheduler is not None:
+            await rt.scheduler.close()
 
     app = FastAPI(title="skyllama", version=__version__, lifespan=lifespan,
                   description="An Ollama-compatible model server.", docs_url="/docs", redoc_url=None)
-    app.state.services = services
-    app.state.shutdown_hooks = []
+    app.state.runtime = rt
     install_error_handlers(app)
-    for module in (root, models, blobs, create, inference, openai, anthropic, cancel, registry):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     install_openapi(app)
-    install_body_limits(app, settings)  # size, type and time limits on request bodies
-    install_auth(app, settings)  # keys, scopes and metering: before bodies are read, after CORS
-    install_metrics(app)  # outside metering, which reports each request to it
-    install_request_ids(app)  # X-Request-Id and the cancel registry, even for refused requests
-    install_cors(app, settings)
-    install_host_check(app, settings)  # outermost: refuse rebinding hosts before anything else
+    install_body_limits(app, rt.settings)  # size, type and time limits on request bodies
+    app.add_middleware(MeteringMiddleware, meter=rt.meter, concurrency=rt.concurrency, metrics=rt.metrics,
+                       settings=rt.settings)
+    app.add_middleware(AuthMiddleware, fastapi_app=app, keys=rt.keys, settings=rt.settings)
+    app.add_middleware(RequestIdMiddleware, cancels=rt.cancels)  # X-Request-Id, even for refused requests
+    install_cors(app, rt.settings)
+    install_host_check(app, rt.settings)  # outermost: refuse rebinding hosts before anything else
     return app

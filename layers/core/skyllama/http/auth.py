@@ -18,8 +18,6 @@ preflights (OPTIONS) are answered by the CORS middleware outside this one, witho
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
@@ -27,94 +25,23 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..composition import Services
-from ..services import ownership
-from ..services.auth import ApiKeys, Principal
+from ..services.access.keys import ApiKeys, Principal
 from ..settings import Settings
 from .errors import error_body
+from .policy import ANY, AUTHENTICATED, PUBLIC, required_scope
 
-PUBLIC = "public"
-"""No key needed."""
-AUTHENTICATED = "authenticated"
-"""Any valid key, whatever its scopes."""
-REGISTRY_READ = "registry-read"
-"""Public with ``registry_public_read``, else ``manage``."""
-
-GET = frozenset({"GET", "HEAD"})
-POST = frozenset({"POST"})
-ANY = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
-
-
-@dataclass(frozen=True)
-class Rule:
-    """Requests with one of ``methods`` to a route whose template is ``path`` (or starts with
-    it, when ``path`` ends in ``*``) need ``scope``."""
-
-    methods: frozenset[str]
-    path: str
-    scope: str
-
-    def applies(self, template: str, method: str) -> bool:
-        if method not in self.methods:
-            return False
-        if self.path.endswith("*"):
-            return template.startswith(self.path[:-1])
-        return template == self.path
-
-
-POLICY: tuple[Rule, ...] = (
-    Rule(GET, "/", PUBLIC),
-    Rule(GET, "/api/version", PUBLIC),
-    Rule(POST, "/api/generate", "inference"),
-    Rule(POST, "/api/chat", "inference"),
-    Rule(POST, "/api/embed", "inference"),
-    Rule(POST, "/api/embeddings", "inference"),
-    Rule(GET, "/api/ps", "inference"),
-    Rule(GET, "/api/tags", "inference"),
-    Rule(POST, "/api/show", "inference"),
-    Rule(POST, "/v1/chat/completions", "inference"),
-    Rule(POST, "/v1/completions", "inference"),
-    Rule(POST, "/v1/embeddings", "inference"),
-    Rule(POST, "/v1/responses", "inference"),
-    Rule(POST, "/v1/messages", "inference"),
-    Rule(GET, "/v1/models", "inference"),
-    Rule(GET, "/v1/models/*", "inference"),
-    Rule(POST, "/api/create", "manage"),
-    Rule(POST, "/api/copy", "manage"),
-    Rule(frozenset({"DELETE"}), "/api/delete", "manage"),
-    Rule(POST, "/api/pull", "manage"),
-    Rule(POST, "/api/push", "manage"),
-    Rule(frozenset({"HEAD", "POST"}), "/api/blobs/*", "manage"),
-    Rule(GET, "/v2*", REGISTRY_READ),
-    Rule(ANY, "/v2*", "manage"),
-    Rule(GET, "/api/usage", AUTHENTICATED),
-    Rule(frozenset({"DELETE"}), "/api/requests/*", AUTHENTICATED),  # owner-only: checked by the route
-    Rule(GET, "/metrics", "admin"),
-    Rule(GET, "/docs", AUTHENTICATED),
-    Rule(GET, "/docs/oauth2-redirect", AUTHENTICATED),
-    Rule(GET, "/openapi.json", AUTHENTICATED),
-)
-
-
-def required_scope(template: str, method: str, *, registry_public_read: bool = False,
-                   policy: Iterable[Rule] = POLICY) -> str:
-    """The scope a request to the route ``template`` with ``method`` needs; ``admin`` if no rule."""
-    for rule in policy:
-        if rule.applies(template, method):
-            if rule.scope == REGISTRY_READ:
-                return PUBLIC if registry_public_read else "manage"
-            return rule.scope
-    return "admin"
+try:
+    from fastapi.routing import iter_route_contexts as _iter_route_contexts
+except ImportError:  # older FastAPI
+    _iter_route_contexts = None  # type: ignore[assignment]
 
 
 def flat_routes(app: FastAPI) -> list[Any]:
     """Every route of the app, included routers flattened (FastAPI >= 0.16x keeps included
     routers as nodes of ``app.routes``; each item has ``path``, ``methods`` and ``matches``)."""
-    try:
-        from fastapi.routing import iter_route_contexts
-    except ImportError:  # older FastAPI: include_router copies routes into app.routes
+    if _iter_route_contexts is None:  # older FastAPI: include_router copies routes into app.routes
         return list(app.router.routes)
-    return list(iter_route_contexts(app.router.routes))
+    return list(_iter_route_contexts(app.router.routes))
 
 
 def route_template(route: BaseRoute) -> str:
@@ -150,15 +77,6 @@ def bearer_secret(scope: Scope) -> str | None:
     return api_key
 
 
-def keys_of(services: Services) -> ApiKeys:
-    """The process's :class:`ApiKeys` (made on first use, cached in ``services.extras``)."""
-    keys = services.extras.get("api_keys")
-    if keys is None:
-        keys = ApiKeys(services.state, clock=services.clock, cache_seconds=services.settings.auth_cache_seconds)
-        services.extras["api_keys"] = keys
-    return keys
-
-
 async def _deny(send: Send, status: int, message: str, path: str) -> None:
     body = json.dumps(error_body(message, status, path)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -172,39 +90,40 @@ class AuthMiddleware:
     """Authenticates and authorises every HTTP request before the router sees it.
 
     Puts ``principal``, ``route`` (the matched template) and ``required_scope`` in
-    ``scope["state"]`` for the metering middleware, and binds the ownership checks.
+    ``scope["state"]`` for metering and for the routes, which pass the principal on to every
+    service that reads or changes a model.
     """
 
-    def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
+    def __init__(self, app: ASGIApp, fastapi_app: FastAPI, keys: ApiKeys, settings: Settings) -> None:
         self.app = app
         self.fastapi_app = fastapi_app
+        self.keys = keys
+        self.settings = settings
 
-    def _resolve(self, scope: Scope, settings: Settings) -> tuple[str, str]:
+    def _resolve(self, scope: Scope) -> tuple[str, str]:
         for route in flat_routes(self.fastapi_app):
             match, _child = route.matches(scope)
             if match == Match.FULL:
                 template = route_template(route)
                 return template, required_scope(template, scope["method"],
-                                                registry_public_read=settings.registry_public_read)
+                                                registry_public_read=self.settings.registry_public_read)
         return "", AUTHENTICATED
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        services: Services = self.fastapi_app.state.services
-        settings = services.settings
-        template, needed = self._resolve(scope, settings)
+        template, needed = self._resolve(scope)
         state = scope.setdefault("state", {})
         state["route"] = template
         state["required_scope"] = needed
-        if not settings.auth_enabled:
+        if not self.settings.auth_enabled:
             await self.app(scope, receive, send)
             return
         principal: Principal | None = None
         if needed != PUBLIC:
             secret = bearer_secret(scope)
-            principal = await run_in_threadpool(keys_of(services).authenticate, secret) if secret else None
+            principal = await run_in_threadpool(self.keys.authenticate, secret) if secret else None
             if principal is None:
                 await _deny(send, 401, "unauthorized", scope.get("path", ""))
                 return
@@ -212,19 +131,4 @@ class AuthMiddleware:
                 await _deny(send, 403, "forbidden", scope.get("path", ""))
                 return
         state["principal"] = principal
-        token = ownership.bind(ownership.Access(principal, services.state, services.manifests)
-                               if principal else None)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            ownership.unbind(token)
-
-
-def install_auth(app: FastAPI, settings: Settings) -> None:
-    """Add ``/api/usage``, metering and authentication (in that order: auth runs first)."""
-    from .metering import MeteringMiddleware
-    from .metering import router as usage_router
-
-    app.include_router(usage_router)
-    app.add_middleware(MeteringMiddleware, fastapi_app=app)
-    app.add_middleware(AuthMiddleware, fastapi_app=app)
+        await self.app(scope, receive, send)

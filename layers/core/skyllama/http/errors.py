@@ -15,6 +15,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import SkyllamaError, TooManyRequests
+from .anthropic.compat import error_body as anthropic_error
+from .openai.compat import error_body as openai_error
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +25,8 @@ def error_body(message: str, status: int, path: str = "") -> dict[str, Any]:
     """The error object in the shape the route's clients parse: Anthropic's under ``/v1/messages``,
     OpenAI's elsewhere under ``/v1/``, Ollama's ``{"error": "..."}`` for everything else."""
     if path.startswith("/v1/messages"):
-        from ..services.anthropic_compat import error_body as anthropic_error
-
         return anthropic_error(status, message)
     if path.startswith("/v1/"):
-        from ..services.openai_compat import error_body as openai_error
-
         return openai_error(status, message)
     return {"error": message}
 
@@ -53,8 +51,8 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SkyllamaError)
-    async def _skyllama(_request: Request, exc: SkyllamaError) -> Response:
-        return error_response(exc)
+    async def _skyllama(request: Request, exc: SkyllamaError) -> Response:
+        return error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> Response:

@@ -18,17 +18,19 @@ import re
 import time
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..composition import Services
 from ..errors import Forbidden, TooManyRequests
-from ..services.auth import Principal
-from ..services.metering import Meter, UsageRecord
-from .auth import PUBLIC, keys_of
-from .deps import Svc
+from ..services.access.keys import Principal
+from ..services.access.limits import KeyConcurrency
+from ..services.access.metering import Meter, UsageRecord
+from ..services.metrics import Metrics
+from ..settings import Settings
+from .deps import Rt
 from .errors import error_response
+from .policy import PUBLIC
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +39,6 @@ MAX_CAPTURE = 4 << 20
 TAIL = 64 << 10
 MAX_REQUEST_CAPTURE = 1 << 20
 _MODEL = re.compile(rb'"(?:model|name)"\s*:\s*"([^"\\]{1,300})"')
-
-
-def meter_of(services: Services) -> Meter:
-    """The process's :class:`Meter` (made on first use, cached in ``services.extras``)."""
-    meter = services.extras.get("meter")
-    if meter is None:
-        meter = Meter(services.state, clock=services.clock, emf=services.settings.emf_enabled)
-        services.extras["meter"] = meter
-    return meter
 
 
 class _Capture:
@@ -144,46 +137,44 @@ def request_model(body: bytes) -> str:
 class MeteringMiddleware:
     """Checks quotas before a request and records its usage after the last byte is sent."""
 
-    def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
+    def __init__(self, app: ASGIApp, meter: Meter, concurrency: KeyConcurrency, metrics: Metrics,
+                 settings: Settings) -> None:
         self.app = app
-        self.fastapi_app = fastapi_app
+        self.meter = meter
+        self.concurrency = concurrency
+        self.metrics = metrics
+        self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = scope.get("state") or {}
         if scope["type"] != "http" or state.get("required_scope") == PUBLIC:
             await self.app(scope, receive, send)
             return
-        services: Services = self.fastapi_app.state.services
         principal: Principal | None = state.get("principal")
         if principal is None:
-            if services.settings.auth_enabled:  # cannot happen past AuthMiddleware; fail closed
+            if self.settings.auth_enabled:  # cannot happen past AuthMiddleware; fail closed
                 await self.app(scope, receive, send)
                 return
             principal = ANONYMOUS
-        meter = meter_of(services)
         if principal.quotas:
             try:
-                await run_in_threadpool(meter.check_quota, principal)
+                await run_in_threadpool(self.meter.check_quota, principal)
             except TooManyRequests as exc:
                 await error_response(exc, scope.get("path", ""))(scope, receive, send)
                 return
-        limit = services.settings.max_concurrent_per_key
-        in_flight: dict[str, int] = services.extras.setdefault("in_flight_by_key", {})
-        key = principal.key_id if limit and principal is not ANONYMOUS else None
-        if key is not None:
-            if in_flight.get(key, 0) >= limit:
-                busy = TooManyRequests(f"too many concurrent requests for this key (limit {limit})")
-                await error_response(busy, scope.get("path", ""))(scope, receive, send)
-                return
-            in_flight[key] = in_flight.get(key, 0) + 1
+        key = principal.key_id if principal is not ANONYMOUS else None
+        if key is not None and not self.concurrency.enter(key):
+            limit = self.concurrency.limit
+            busy = TooManyRequests(f"too many concurrent requests for this key (limit {limit})")
+            await error_response(busy, scope.get("path", ""))(scope, receive, send)
+            return
         try:
-            await self._metered(scope, receive, send, meter, principal)
+            await self._metered(scope, receive, send, principal)
         finally:
             if key is not None:
-                in_flight[key] -= 1
+                self.concurrency.leave(key)
 
-    async def _metered(self, scope: Scope, receive: Receive, send: Send, meter: Meter,
-                       principal: Principal) -> None:
+    async def _metered(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> None:
         started = time.perf_counter_ns()
         capture = _Capture()
         request_body = bytearray()
@@ -209,9 +200,9 @@ class MeteringMiddleware:
             await self.app(scope, receive_wrapper, send_wrapper)
         finally:
             duration = time.perf_counter_ns() - started
-            await self._record(meter, principal, scope, capture, bytes(request_body), duration)
+            await self._record(principal, scope, capture, bytes(request_body), duration)
 
-    async def _record(self, meter: Meter, principal: Principal, scope: Scope, capture: _Capture,
+    async def _record(self, principal: Principal, scope: Scope, capture: _Capture,
                       request_body: bytes, duration: int) -> None:
         try:
             prompt, completion, inputs = counts(capture.content_type, bytes(capture.body), capture.truncated)
@@ -222,10 +213,8 @@ class MeteringMiddleware:
                                 route=(scope.get("state") or {}).get("route") or "-", method=scope["method"],
                                 status=capture.status or 499, duration_ns=duration, prompt_tokens=prompt,
                                 completion_tokens=completion, embedding_inputs=inputs)
-            metrics = (scope.get("state") or {}).get("metrics")
-            if metrics is not None:
-                metrics.observe_usage(usage)
-            await run_in_threadpool(meter.record, usage)
+            self.metrics.observe_usage(usage)
+            await run_in_threadpool(self.meter.record, usage)
         except Exception:  # noqa: BLE001 - the response is gone; never fail it for bookkeeping
             log.exception("could not record usage")
 
@@ -234,7 +223,7 @@ router = APIRouter()
 
 
 @router.get("/api/usage")
-async def usage(request: Request, svc: Svc, days: int = Query(7, ge=1, le=90),
+async def usage(request: Request, rt: Rt, days: int = Query(7, ge=1, le=90),
                 key: str | None = Query(None, max_length=100)) -> dict[str, Any]:
     """Usage of one API key by UTC day and model (skyllama's own route).
 
@@ -246,7 +235,7 @@ async def usage(request: Request, svc: Svc, days: int = Query(7, ge=1, le=90),
     if key_id != principal.key_id:
         if not principal.is_admin:
             raise Forbidden("forbidden")
-        record = await run_in_threadpool(keys_of(svc).get_key, key_id)
+        record = await run_in_threadpool(rt.keys.get_key, key_id)
         owner = record["owner"] if record else ""
-    summary = await run_in_threadpool(meter_of(svc).summary, key_id, days)
+    summary = await run_in_threadpool(rt.meter.summary, key_id, days)
     return {"key": key_id, "owner": owner, "days": summary}

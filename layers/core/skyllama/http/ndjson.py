@@ -1,4 +1,5 @@
-"""Streaming responses as Ollama sends them: one compact JSON object per line, no blank lines.
+"""Ollama's stream encoding: one compact JSON object per line, no blank lines (the progress routes:
+create, pull, push; generate and chat go through ``streaming.stream`` with these lines).
 
 - ``stream`` true (the default): ``application/x-ndjson``. An error before the first line gets a
   real status and ``{"error": ...}``; after it, an ``{"error": ...}`` line ends the stream with 200.
@@ -16,7 +17,7 @@ from typing import Any
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from ..errors import SkyllamaError
+from .streaming import error_message
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,9 @@ def line(event: Event) -> bytes:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
-def error_message(exc: BaseException) -> str:
-    if isinstance(exc, SkyllamaError):
-        return exc.message
-    log.exception("error while streaming", exc_info=exc)
-    return "internal server error"
+def error_line(exc: BaseException) -> bytes:
+    """An error after the stream began: an ``{"error": ...}`` line (status 200, as Ollama)."""
+    return line({"error": error_message(exc)})
 
 
 async def _aiter(events: Iterator[Event] | AsyncIterator[Event]) -> AsyncIterator[Event]:
@@ -71,7 +70,7 @@ async def respond(
             async for event in source:
                 yield line(event)
         except Exception as exc:  # noqa: BLE001 - the stream has begun: report in-band
-            yield line({"error": error_message(exc)})
+            yield error_line(exc)
 
     return StreamingResponse(lines(), media_type=NDJSON)
 

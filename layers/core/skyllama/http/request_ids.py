@@ -2,7 +2,8 @@
 
 The id (at most 128 characters of ``[A-Za-z0-9._-]``) is put in ``scope["state"]["request_id"]``
 and on the response, and the request is registered with the cancel registry
-(``services/cancel.py``) for as long as it is served, so ``DELETE /api/requests/{id}`` can stop it.
+(``services/inference/cancel.py``) for as long as it is served, its handle in
+``scope["state"]["cancel"]``, so ``DELETE /api/requests/{id}`` can stop it.
 """
 
 from __future__ import annotations
@@ -10,22 +11,12 @@ from __future__ import annotations
 import re
 import uuid
 
-from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..services.cancel import Registry
+from ..services.inference.cancel import CancelRegistry
 
 HEADER = b"x-request-id"
 VALID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-
-
-def registry_of(app: FastAPI) -> Registry:
-    """The app's cancel registry (made on first use, kept in ``services.extras``)."""
-    extras = app.state.services.extras
-    registry = extras.get("cancel_registry")
-    if registry is None:
-        registry = extras["cancel_registry"] = Registry()
-    return registry
 
 
 def incoming_id(scope: Scope) -> str | None:
@@ -39,9 +30,9 @@ def incoming_id(scope: Scope) -> str | None:
 class RequestIdMiddleware:
     """Names every HTTP request and registers it as cancellable while it runs."""
 
-    def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
+    def __init__(self, app: ASGIApp, cancels: CancelRegistry) -> None:
         self.app = app
-        self.fastapi_app = fastapi_app
+        self.cancels = cancels
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,13 +49,9 @@ class RequestIdMiddleware:
                 message = {**message, "headers": [*headers, (HEADER, raw_id)]}
             await send(message)
 
-        registry = registry_of(self.fastapi_app)
-        handle, token = registry.open(request_id, state)
+        handle = self.cancels.open(request_id, state)
+        state["cancel"] = handle
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            registry.close(handle, token)
-
-
-def install_request_ids(app: FastAPI) -> None:
-    app.add_middleware(RequestIdMiddleware, fastapi_app=app)
+            self.cancels.close(handle)

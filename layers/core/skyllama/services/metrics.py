@@ -9,7 +9,7 @@ several apps in one process, as in tests, do not collide). Figures and where the
 - ``skyllama_time_to_first_token_seconds{model}`` (load + prompt evaluation),
   ``skyllama_time_per_output_token_seconds{model}`` (mean decode time of one request) and
   ``skyllama_load_duration_seconds{model}`` (Ollama's ``load_duration``: waiting for and loading
-  the model): from each generation's final chunk (:func:`observe_generation`);
+  the model): from each generation's end (:meth:`Metrics.observe`, called by the inference service);
 - ``skyllama_loaded_models``, ``skyllama_requests_running{model}``,
   ``skyllama_requests_queued{model}`` and ``skyllama_queue_depth``: read from the scheduler at
   scrape time.
@@ -22,8 +22,7 @@ already emits.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -35,17 +34,16 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-_CURRENT: ContextVar[Metrics | None] = ContextVar("skyllama_metrics", default=None)
 
 
 class _SchedulerCollector(Collector):
     """Gauges read from the scheduler when scraped."""
 
-    def __init__(self, scheduler: Callable[[], Any]) -> None:
+    def __init__(self, scheduler: Any | None) -> None:
         self.scheduler = scheduler
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        sched = self.scheduler()
+        sched = self.scheduler
         rows = sched.ps() if sched is not None else []
         loaded = GaugeMetricFamily("skyllama_loaded_models", "Models loaded now.")
         loaded.add_metric([], len(rows))
@@ -62,9 +60,11 @@ class _SchedulerCollector(Collector):
 class Metrics:
     """The app's Prometheus registry and the observations that feed it."""
 
-    def __init__(self, scheduler: Callable[[], Any] = lambda: None, *, emf: bool = False) -> None:
+    def __init__(self, scheduler: Any | None = None, *, emf: bool = False) -> None:
         self.registry = CollectorRegistry()
         self.emf = emf
+        if emf:  # imported now, at start, never inside a request (and never where EMF is off)
+            import aws_lambda_powertools.metrics  # noqa: F401
         reg = self.registry
         self.requests = Counter("skyllama_requests", "Requests by route, model and status.",
                                 ["route", "model", "status"], registry=reg)
@@ -98,26 +98,6 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-    def bind(self) -> Any:
-        """Make this the current request's metrics (returns the token for :meth:`unbind`)."""
-        return _CURRENT.set(self)
-
-    @staticmethod
-    def unbind(token: Any) -> None:
-        _CURRENT.reset(token)
-
-
-def observe_generation(model: str, *, load_ns: int, prompt_eval_ns: int, eval_count: int, eval_ns: int) -> None:
-    """Record one generation's latencies in the current request's metrics (if any)."""
-    metrics = _CURRENT.get()
-    if metrics is None:
-        return
-    try:
-        metrics.observe(model, load_ns=load_ns, prompt_eval_ns=prompt_eval_ns, eval_count=eval_count,
-                        eval_ns=eval_ns)
-    except Exception:  # noqa: BLE001 - metrics must never fail a request
-        log.exception("could not record generation metrics")
 
 
 def emit_generation_emf(model: str, load_ns: int, prompt_eval_ns: int, eval_count: int, eval_ns: int) -> None:

@@ -75,7 +75,7 @@ class S3ManifestStore(ManifestStore):
 
     def _find(self, name: ModelName) -> tuple[str, dict[str, Any]] | None:
         """The key holding ``name`` and its GetObject response, or ``None``."""
-        exact = self.folder + "/".join(name.path_parts())
+        exact = self.prefix + name.storage_key()  # the one place a manifest key is built
         got = self._get(exact)
         if got is not None:
             return exact, got
@@ -125,7 +125,7 @@ class S3ManifestStore(ManifestStore):
             raise store_error("S3", "get manifest", e) from e
 
     def put(self, name: ModelName, data: bytes) -> None:
-        exact = self.folder + "/".join(name.path_parts())
+        exact = self.prefix + name.storage_key()  # the one place a manifest key is built
         try:
             if self._exists(exact):
                 key = exact

@@ -29,8 +29,7 @@ from botocore.exceptions import ClientError
 
 from ...digests import Digest
 from ...errors import StoreError
-from ...ports import BlobStore, StateStore
-from ...services.download import CHECKPOINT_TTL, PartStore
+from ...ports import PULL_CHECKPOINT_TTL, BlobStore, PartStore, StateStore
 from ._common import VENDOR_ERRORS, error_code, is_not_found, store_error
 from .s3_blobs import MIN_PART, S3BlobStore
 
@@ -76,7 +75,7 @@ class S3PartStore(PartStore):
         }
 
     def _save(self, digest: Digest, record: Record) -> None:
-        self.state.put(KIND, self._id(digest), record, expires_at=time.time() + CHECKPOINT_TTL)
+        self.state.put(KIND, self._id(digest), record, expires_at=time.time() + PULL_CHECKPOINT_TTL)
 
     def _record(self, digest: Digest) -> Record:
         record = self._records.get(digest.hex)

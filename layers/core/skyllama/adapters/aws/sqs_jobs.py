@@ -10,24 +10,8 @@ import json
 import uuid
 from typing import Any
 
-from ...errors import BadRequest
-from ...ports import JobQueue
+from ...ports import JobQueue, encode_job
 from ._common import VENDOR_ERRORS, LazyClient, store_error
-
-MAX_JOB_BYTES = 256 * 1024  # SQS's classic message limit; keep jobs small (ids, not payloads)
-
-
-def encode_job(job: dict[str, Any]) -> str:
-    """The job as compact JSON; refuses jobs that are not JSON objects or are too large."""
-    if not isinstance(job, dict):
-        raise BadRequest("a job must be a JSON object")
-    try:
-        body = json.dumps(job, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise BadRequest("a job must be plain JSON") from e
-    if len(body.encode()) > MAX_JOB_BYTES:
-        raise BadRequest("job too large")
-    return body
 
 
 def jobs_from_event(event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

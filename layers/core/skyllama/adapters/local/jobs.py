@@ -14,25 +14,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ...errors import BadRequest
-from ...ports import JobQueue
+from ...ports import JobQueue, encode_job
 
 log = logging.getLogger(__name__)
-
-MAX_JOB_BYTES = 256 * 1024
-
-
-def _encode(job: dict[str, Any]) -> str:
-    if not isinstance(job, dict):
-        raise BadRequest("a job must be a JSON object")
-    try:
-        body = json.dumps(job, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise BadRequest("a job must be plain JSON") from e
-    if len(body.encode()) > MAX_JOB_BYTES:
-        raise BadRequest("job too large")
-    return body
-
 
 class LocalJobQueue(JobQueue):
     """Jobs in a ``queue.Queue``, run by ``handler`` on one daemon thread when given."""
@@ -44,7 +28,7 @@ class LocalJobQueue(JobQueue):
         self._lock = threading.Lock()
 
     def send(self, job: dict[str, Any]) -> None:
-        self._queue.put(_encode(job))
+        self._queue.put(encode_job(job))
         if self._handler is not None:
             with self._lock:
                 if self._thread is None:

@@ -25,13 +25,14 @@ MAX_MANIFEST_FILE = 1 << 20
 
 class LocalManifestStore(ManifestStore):
     def __init__(self, root: Path) -> None:
-        self.folder = Path(root) / "manifests"
+        self.root = Path(root)
+        self.folder = self.root / "manifests"
         self.folder.mkdir(parents=True, exist_ok=True)
         self._problems: list[str] = []
 
     def _find(self, name: ModelName) -> Path | None:
         """The existing file for ``name``, matching each path part case-insensitively."""
-        exact = self.folder.joinpath(*name.path_parts())
+        exact = self.root.joinpath(*name.storage_key().split("/"))  # the one place a manifest key is built
         if exact.is_file():
             return exact
         current = self.folder
@@ -63,7 +64,7 @@ class LocalManifestStore(ManifestStore):
             return None
 
     def put(self, name: ModelName, data: bytes) -> None:
-        target = self._find(name) or self.folder.joinpath(*name.path_parts())
+        target = self._find(name) or self.root.joinpath(*name.storage_key().split("/"))
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}.tmp"
         with open(tmp, "wb") as f:

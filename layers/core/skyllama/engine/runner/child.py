@@ -8,8 +8,8 @@ a plain (single-sequence) model takes one such call at a time. The process also 
 parent is gone, even when stuck in native code.
 
 ``SKYLLAMA_RUNNER_FAULT`` injects faults for tests (``hang_after_tokens:N``, ``hang_in_prompt``,
-``abort_after_tokens:N``): a hang is a native ``pause()``, an abort a native ``abort()``, the two
-ways llama.cpp itself fails.
+``abort_after_tokens:N``, optionally ``@flag-file`` to fire once): a hang is a native ``pause()``,
+an abort a native ``abort()``, the two ways llama.cpp itself fails.
 """
 
 from __future__ import annotations
@@ -46,20 +46,38 @@ def _die_with_parent() -> None:
 
 
 class _Faults:
-    """Test-only fault injection, read once from ``SKYLLAMA_RUNNER_FAULT``."""
+    """Test-only fault injection, from ``SKYLLAMA_RUNNER_FAULT`` (``kind[:count][@flag-file]``).
+
+    With ``@flag-file`` the fault fires once across processes: only while the file exists, and
+    the runner that fires it removes it, so the restarted runner works.
+    """
 
     def __init__(self, spec: str) -> None:
+        spec, _, self.flag = spec.partition("@")
         kind, _, count = spec.partition(":")
         self.kind = kind
         self.count = int(count) if count.isdigit() else 0
 
+    def _fire(self) -> bool:
+        if not self.flag:
+            return True
+        try:
+            os.unlink(self.flag)
+        except FileNotFoundError:
+            return False
+        return True
+
     def before_token(self, produced: int) -> None:
-        if self.kind == "hang_in_prompt" and produced == 0:
-            ctypes.CDLL(None).pause()
-        if self.kind == "hang_after_tokens" and produced == self.count:
-            ctypes.CDLL(None).pause()
-        if self.kind == "abort_after_tokens" and produced == self.count:
-            ctypes.CDLL(None).abort()
+        if not self.kind:
+            return
+        due = (self.kind == "hang_in_prompt" and produced == 0) or \
+            (self.kind in ("hang_after_tokens", "abort_after_tokens") and produced == self.count)
+        if not due or not self._fire():
+            return
+        libc = ctypes.CDLL(None)
+        if self.kind == "abort_after_tokens":
+            libc.abort()
+        libc.pause()  # native and GIL-free: the runner stops answering, as a hung llama.cpp would
 
 
 class Host:

@@ -24,24 +24,24 @@ from starlette.concurrency import run_in_threadpool
 
 from ...digests import Digest
 from ...errors import BadRequest, BlobNotFound, PayloadTooLarge
-from ...services import ownership
-from ..deps import Svc
+from ...services.access.ownership import verifying_writer
+from ..deps import Rt, Who
 from ..uploads import receive_body
 
 router = APIRouter()
 
 
 @router.head("/api/blobs/{digest:path}")
-async def head_blob(digest: str, svc: Svc) -> Response:
+async def head_blob(digest: str, rt: Rt, who: Who) -> Response:
     d = Digest.parse(digest)
-    if await run_in_threadpool(svc.blobs.exists, d) and await run_in_threadpool(ownership.blob_visible, d):
+    if await run_in_threadpool(rt.blobs.exists, d) and await run_in_threadpool(rt.ownership.blob_visible, who, d):
         return Response(status_code=200)
     raise BlobNotFound(f'blob "{d}" not found')
 
 
-def _presign_size(request: Request, svc: Svc) -> int | None:
+def _presign_size(request: Request, rt: Rt) -> int | None:
     """The size to presign for, or ``None`` when the upload goes through the API as usual."""
-    if svc.settings.backend != "aws" or not hasattr(svc.blobs, "presign_upload"):
+    if rt.settings.backend != "aws" or not hasattr(rt.blobs, "presign_upload"):
         return None
     declared = request.headers.get("content-length", "")
     if request.query_params.get("presign") in ("1", "true"):
@@ -49,16 +49,16 @@ def _presign_size(request: Request, svc: Svc) -> int | None:
         if not size.isdigit():
             raise BadRequest("presign needs ?size=<bytes>")
         return int(size)
-    if declared.isdigit() and int(declared) > svc.settings.presign_threshold:
+    if declared.isdigit() and int(declared) > rt.settings.presign_threshold:
         return int(declared)
     return None
 
 
 @router.post("/api/blobs/{digest:path}/complete")
-async def complete_blob(digest: str, request: Request, svc: Svc) -> Response:
+async def complete_blob(digest: str, request: Request, rt: Rt, who: Who) -> Response:
     """Verify a presigned upload's sha256 and commit it (skyllama's own route)."""
     d = Digest.parse(digest)
-    if not hasattr(svc.blobs, "complete_presigned"):
+    if not hasattr(rt.blobs, "complete_presigned"):
         raise BadRequest("presigned uploads need backend=aws")
     try:
         body = await request.json()
@@ -72,33 +72,33 @@ async def complete_blob(digest: str, request: Request, svc: Svc) -> Response:
         if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
             raise BadRequest("'parts' must be a list of {part_number, etag}")
         parts = [{"PartNumber": int(p.get("part_number", 0)), "ETag": str(p.get("etag", ""))} for p in parts]
-    store: Any = svc.blobs  # S3BlobStore (PresignedUploads)
+    store: Any = rt.blobs  # S3BlobStore (PresignedUploads)
     await run_in_threadpool(store.complete_presigned, d, body["upload"], body["upload_id"], parts)
-    await run_in_threadpool(ownership.record_upload, d)
+    await run_in_threadpool(rt.ownership.record_upload, who, d)
     return Response(status_code=201)
 
 
 @router.post("/api/blobs/{digest:path}")
-async def upload_blob(digest: str, request: Request, svc: Svc) -> Response:
+async def upload_blob(digest: str, request: Request, rt: Rt, who: Who) -> Response:
     d = Digest.parse(digest)
-    exists = await run_in_threadpool(svc.blobs.exists, d)
-    if exists and await run_in_threadpool(ownership.blob_visible, d):
+    exists = await run_in_threadpool(rt.blobs.exists, d)
+    if exists and await run_in_threadpool(rt.ownership.blob_visible, who, d):
         return Response(status_code=200)  # already there: the body is not read (as Ollama)
-    limit = svc.settings.max_blob_bytes
+    limit = rt.settings.max_blob_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"blob too large (limit {limit} bytes)")
-    presign = _presign_size(request, svc)
+    presign = _presign_size(request, rt)
     if presign is not None:
         if presign > limit:
             raise PayloadTooLarge(f"blob too large (limit {limit} bytes)")
-        store: Any = svc.blobs  # S3BlobStore (PresignedUploads)
+        store: Any = rt.blobs  # S3BlobStore (PresignedUploads)
         upload = await run_in_threadpool(store.presign_upload, d, presign)
         upload["complete"] = f"/api/blobs/{d}/complete"
         return JSONResponse({"upload": upload}, status_code=202)
-    writer = await run_in_threadpool(ownership.verifying_writer if exists else svc.blobs.writer, d)
+    writer = await run_in_threadpool(verifying_writer if exists else rt.blobs.writer, d)
     with writer:
         await receive_body(request, writer.write, 0, limit)
         await run_in_threadpool(writer.commit)
-    await run_in_threadpool(ownership.record_upload, d)
+    await run_in_threadpool(rt.ownership.record_upload, who, d)
     return Response(status_code=201)

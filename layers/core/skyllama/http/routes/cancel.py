@@ -11,21 +11,19 @@ from typing import Any
 
 from fastapi import APIRouter, Path, Request
 
-from ..deps import Svc
-from ..request_ids import registry_of
+from ..deps import Rt, Who
 
 router = APIRouter()
 
 
 @router.delete("/api/requests/{request_id}")
-async def cancel_request(request: Request, svc: Svc,
+async def cancel_request(rt: Rt, who: Who,
                          request_id: str = Path(..., max_length=128, pattern=r"^[A-Za-z0-9._-]+$")) -> dict[str, Any]:
-    principal = request.scope.get("state", {}).get("principal")
-    count = registry_of(request.app).cancel(request_id, principal, auth_enabled=svc.settings.auth_enabled)
+    count = rt.cancels.cancel(request_id, who, auth_enabled=rt.settings.auth_enabled)
     return {"status": "cancelled", "id": request_id, "cancelled": count}
 
 
 @router.get("/api/requests")
-async def list_requests(request: Request) -> dict[str, Any]:
+async def list_requests(request: Request, rt: Rt) -> dict[str, Any]:
     own = request.scope.get("state", {}).get("request_id")
-    return {"requests": [r for r in registry_of(request.app).in_flight() if r != own]}
+    return {"requests": [r for r in rt.cancels.in_flight() if r != own]}

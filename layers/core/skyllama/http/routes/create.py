@@ -10,10 +10,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from ...option_bounds import OptionLimits
-from ...services.create import plan_create, run_create
-from ...services.jobs import follow_job, submit_or_attach
-from ..deps import Svc
+from ...services.jobs.runner import follow_job, submit_or_attach
+from ..deps import Rt, Who
 from ..ndjson import in_thread, respond
 from ..types import CreateRequest
 
@@ -21,11 +19,11 @@ router = APIRouter()
 
 
 @router.post("/api/create")
-async def create(req: CreateRequest, svc: Svc) -> Response:
+async def create(req: CreateRequest, rt: Rt, who: Who) -> Response:
     request = req.as_request()
-    plan = await in_thread(plan_create, svc.catalog, request, OptionLimits.from_settings(svc.settings))
-    queue = svc.extras.get("jobs")
+    plan = await in_thread(rt.creator.plan, request, who)
+    queue = rt.stores.jobs
     if queue is not None and (plan.source_files or plan.quantize):
-        job_id = await in_thread(submit_or_attach, svc, "create", request, queue)
-        return await respond(follow_job(svc.state, job_id, timeout=svc.settings.job_follow_seconds), req.stream)
-    return await respond(run_create(svc.catalog, plan, native_quantize=svc.runners().quantize), req.stream)
+        job_id = await in_thread(submit_or_attach, rt.jobs, "create", request, queue, who)
+        return await respond(follow_job(rt.state, job_id, timeout=rt.settings.job_follow_seconds), req.stream)
+    return await respond(rt.creator.run(plan), req.stream)

@@ -1,150 +1,159 @@
-"""Inference: ``/api/generate``, ``/api/chat``, ``/api/embed``, ``/api/embeddings``, ``/api/ps``."""
+"""Inference, Ollama's front: ``/api/generate``, ``/api/chat``, ``/api/embed``, ``/api/embeddings``,
+``/api/ps``. Wire requests become the service's commands; its events become Ollama's chunks
+(:func:`generate_chunk`, :func:`chat_chunk`), which the OpenAI and Anthropic fronts read too.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
 
-from ...composition import Services
-from ...errors import Cancelled
-from ...services import inference, ownership
-from ...services.scheduler import Scheduler
-from ..deps import services
+from ...services.inference.commands import Chat, Done, Embed, Event, Generate, LegacyEmbed, Piece, Result
+from ...timefmt import now_rfc3339
+from ..deps import CancelHandle, Inf, Rt, Who
 from ..inference_types import ChatRequest, EmbeddingsRequest, EmbedRequest, GenerateRequest
-from ..ndjson import Event, respond
+from ..ndjson import NDJSON, error_line, line
+from ..streaming import stream, until_disconnect
 
 router = APIRouter()
-log = logging.getLogger(__name__)
+Chunk = dict[str, Any]
 
 
-def scheduler(request: Request, svc: Services = Depends(services)) -> Scheduler:
-    """The process's scheduler, made on first use (tests put an ``engine_loader`` in extras)."""
-    return scheduler_of(request.app)
+# -- wire to commands -------------------------------------------------------------------------------
+
+def generate_command(req: GenerateRequest, who: Any, handle: Any) -> Generate:
+    return Generate(model=req.model, caller=who, options=req.options, keep_alive=req.keep_alive, cancel=handle,
+                    format=req.format, think=req.think, truncate=req.truncate, shift=req.shift,
+                    logprobs=bool(req.logprobs), top_logprobs=req.top_logprobs or 0, prompt=req.prompt,
+                    suffix=req.suffix, system=req.system, template=req.template, context=req.context, raw=req.raw,
+                    images=list(req.images or []))
 
 
-def scheduler_of(app: FastAPI) -> Scheduler:
-    svc: Services = app.state.services
-    sched = svc.extras.get("scheduler")
-    if sched is None:
-        loader = svc.extras.get("engine_loader")
-        engine = svc.extras.get("engine") or (_LoaderEngine(loader) if loader else svc.runners())
-        sched = Scheduler(svc.settings, svc.catalog, engine, clock=svc.clock, observer=svc.extras.get("fleet"))
-        svc.extras["scheduler"] = sched
-        app.state.shutdown_hooks.append(sched.close)
-    return sched
+def chat_command(req: ChatRequest, who: Any, handle: Any) -> Chat:
+    return Chat(model=req.model, caller=who, options=req.options, keep_alive=req.keep_alive, cancel=handle,
+                format=req.format, think=req.think, truncate=req.truncate, shift=req.shift,
+                logprobs=bool(req.logprobs), top_logprobs=req.top_logprobs or 0,
+                messages=[m.model_dump(exclude_none=True) for m in req.messages or []], tools=req.tools)
 
 
-class _LoaderEngine:
-    """A bare loader function (tests) as an engine without batching."""
+# -- events to Ollama's chunks ------------------------------------------------------------------------
 
-    batching = False
-
-    def __init__(self, loader: Any) -> None:
-        self.load = loader
-
-    def load_batched(self, spec: Any, n_seq: int) -> Any:
-        raise NotImplementedError
-
-
-def start_preload(app: FastAPI) -> asyncio.Task[None]:
-    """Load ``SKYLLAMA_PRELOAD``'s models in the background (startup never waits for it)."""
-    task = asyncio.get_running_loop().create_task(_preload(app))
-    app.state.preload_task = task
-    return task
+def _timings(done: Done) -> Chunk:
+    out: Chunk = {"done_reason": done.reason}
+    if done.timings is not None:
+        t = done.timings
+        out.update(total_duration=t.total, load_duration=t.load, prompt_eval_count=t.prompt_eval_count,
+                   prompt_eval_duration=t.prompt_eval, eval_count=t.eval_count, eval_duration=t.eval)
+    return out
 
 
-async def _preload(app: FastAPI) -> None:
-    from ...settings import parse_model_map
-
-    svc: Services = app.state.services
-    sched = scheduler_of(app)
-    for name, keep_alive in parse_model_map(svc.settings.preload).items():
-        try:
-            prep = await asyncio.to_thread(inference.prepare, svc.catalog, name, None, keep_alive or None, None,
-                                           inference.limits_of(sched))
-            async with sched.acquire(prep.model, prep.options, prep.keep_alive):
-                pass
-            log.info("preloaded %s", name)
-        except Exception as e:  # noqa: BLE001 - one bad entry must not stop the others
-            log.warning("could not preload %s: %s", name, e)
+def _extra(piece: Piece, *, thinking: bool = True) -> Chunk:
+    out: Chunk = {}
+    if thinking and piece.thinking:
+        out["thinking"] = piece.thinking
+    if piece.logprobs:
+        out["logprobs"] = list(piece.logprobs)
+    return out
 
 
-async def _until_disconnect(request: Request, events: AsyncGenerator[Event, None]) -> AsyncIterator[Event]:
-    """For ``stream:false``: a client that hangs up cancels its generation (499)."""
-    watcher = asyncio.ensure_future(_wait_disconnect(request))
-    try:
-        async for event in events:
-            if watcher.done():
-                raise Cancelled("request canceled")
-            yield event
-    finally:
-        watcher.cancel()
-        await events.aclose()
+def generate_chunk(model: str, event: Event) -> Chunk:
+    """An ``/api/generate`` line."""
+    piece = event.last if isinstance(event, Done) else event
+    chunk: Chunk = {"model": model, "created_at": now_rfc3339(), "response": piece.text, **_extra(piece)}
+    if not isinstance(event, Done):
+        return {**chunk, "done": False}
+    chunk.update(done=True, **_timings(event))
+    if event.context is not None:
+        chunk["context"] = event.context
+    return chunk
 
 
-async def _wait_disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+def _message(piece: Piece) -> Chunk:
+    message: Chunk = {"role": "assistant", "content": piece.text}
+    if piece.thinking:
+        message["thinking"] = piece.thinking
+    if piece.tool_calls:
+        message["tool_calls"] = list(piece.tool_calls)
+    return message
 
 
-class _Closing(Response):
-    """Closes the event stream however the response ends: a client that hangs up mid-stream
-    makes ``send`` fail, which leaves the generator suspended, holding its runner slot."""
-
-    def __init__(self, inner: Response, events: AsyncGenerator[Event, None]) -> None:
-        self.inner = inner
-        self.events = events
-        self.status_code = inner.status_code
-        self.background = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self.inner(scope, receive, send)
-        finally:
-            await self.events.aclose()
+def chat_chunk(model: str, event: Event) -> Chunk:
+    """An ``/api/chat`` line."""
+    piece = event.last if isinstance(event, Done) else event
+    chunk: Chunk = {"model": model, "created_at": now_rfc3339(), "message": _message(piece),
+                    **_extra(piece, thinking=False)}
+    if not isinstance(event, Done):
+        return {**chunk, "done": False}
+    return {**chunk, "done": True, **_timings(event)}
 
 
-async def _serve(request: Request, events: AsyncGenerator[Event, None], stream: bool | None,
-                 merge: Callable[[list[Event]], Event]) -> Response:
-    if stream is False:
-        return await respond(_until_disconnect(request, events), False, merge)
-    return _Closing(await respond(events, stream, merge), events)
+def generate_result(model: str, result: Result) -> Chunk:
+    """``stream: false``: the whole generation in one object."""
+    return generate_chunk(model, Done(result.done.reason, Piece(result.text, result.thinking,
+                                                               logprobs=tuple(result.logprobs)),
+                                      result.done.timings, result.done.context))
+
+
+def chat_result(model: str, result: Result) -> Chunk:
+    return chat_chunk(model, Done(result.done.reason, Piece(result.text, result.thinking, tuple(result.tool_calls),
+                                                            tuple(result.logprobs)), result.done.timings))
+
+
+async def _serve(request: Request, events: AsyncGenerator[Event, None], stream_on: bool | None,
+                 chunk: Callable[[Event], Chunk], whole: Callable[[Result], Chunk]) -> Response:
+    if stream_on is False:
+        return JSONResponse(whole(Result.of([e async for e in until_disconnect(request, events)])))
+    return await stream(request, events, lambda event: [line(chunk(event))], error_line, NDJSON)
 
 
 @router.post("/api/generate")
-async def generate(req: GenerateRequest, request: Request, svc: Services = Depends(services),
-                   sched: Scheduler = Depends(scheduler)) -> Response:
-    return await _serve(request, inference.generate(svc.catalog, sched, req), req.stream, inference.merge_generate)
+async def generate(req: GenerateRequest, request: Request, inference: Inf, who: Who, handle: CancelHandle) -> Response:
+    events = inference.generate(generate_command(req, who, handle))
+    return await _serve(request, events, req.stream, lambda e: generate_chunk(req.model, e),
+                        lambda r: generate_result(req.model, r))
 
 
 @router.post("/api/chat")
-async def chat(req: ChatRequest, request: Request, svc: Services = Depends(services),
-               sched: Scheduler = Depends(scheduler)) -> Response:
-    return await _serve(request, inference.chat(svc.catalog, sched, req), req.stream, inference.merge_chat)
+async def chat(req: ChatRequest, request: Request, inference: Inf, who: Who, handle: CancelHandle) -> Response:
+    events = inference.chat(chat_command(req, who, handle))
+    return await _serve(request, events, req.stream, lambda e: chat_chunk(req.model, e),
+                        lambda r: chat_result(req.model, r))
+
+
+def embed_inputs(raw: str | list[str] | None) -> list[str]:
+    if isinstance(raw, str):
+        return [raw] if raw else []
+    return list(raw or [])
 
 
 @router.post("/api/embed", response_model=None)
-async def embed(req: EmbedRequest, svc: Services = Depends(services),
-                sched: Scheduler = Depends(scheduler)) -> JSONResponse:
+async def embed(req: EmbedRequest, inference: Inf, who: Who) -> JSONResponse:
+    result = await inference.embed(Embed(model=req.model, caller=who, options=req.options, keep_alive=req.keep_alive,
+                                         inputs=embed_inputs(req.input), truncate=req.truncate,
+                                         dimensions=req.dimensions))
+    if not result.vectors and not embed_inputs(req.input):
+        return JSONResponse({"model": req.model, "embeddings": []})
     # JSONResponse skips FastAPI's jsonable_encoder, which took twice json.dumps's time on 512 vectors.
-    return JSONResponse(await inference.embed(svc.catalog, sched, req))
+    return JSONResponse({"model": req.model, "embeddings": result.vectors, "total_duration": result.total,
+                         "load_duration": result.load, "prompt_eval_count": result.prompt_eval_count})
 
 
 @router.post("/api/embeddings")
-async def embeddings(req: EmbeddingsRequest, svc: Services = Depends(services),
-                     sched: Scheduler = Depends(scheduler)) -> dict[str, Any]:
-    return await inference.embeddings(svc.catalog, sched, req)
+async def embeddings(req: EmbeddingsRequest, inference: Inf, who: Who) -> dict[str, Any]:
+    vector = await inference.legacy_embed(LegacyEmbed(model=req.model, caller=who, options=req.options,
+                                                      keep_alive=req.keep_alive, prompt=req.prompt))
+    return {"embedding": vector}
 
 
 @router.get("/api/ps")
-async def ps(request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
+async def ps(rt: Rt, who: Who) -> dict[str, Any]:
     """This process's runners; with fleet records on, every instance's (no scheduler needed)."""
-    fleet = svc.extras.get("fleet")
-    rows = await asyncio.to_thread(fleet.rows) if fleet is not None else scheduler_of(request.app).ps()
-    return {"models": ownership.filter_visible(rows)}
+    if rt.fleet is not None:
+        rows = await asyncio.to_thread(rt.fleet.rows)
+    else:
+        rows = rt.scheduler.ps() if rt.scheduler is not None else []
+    return {"models": rt.ownership.filter_visible(who, rows)}

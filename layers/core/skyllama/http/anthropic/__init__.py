@@ -1,0 +1,1 @@
+"""The Anthropic-compatible front (``/v1/messages``)."""

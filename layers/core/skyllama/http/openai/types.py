@@ -1,0 +1,76 @@
+"""OpenAI's wire types for the ``/v1`` routes, as Ollama accepts them (``openai/openai.go``).
+
+Unknown fields (``n``, ``user``, ``logit_bias``, ``tool_choice``, ``logprobs`` ...) are ignored, as
+Go's decoder ignores them; the translation to Ollama requests lives in
+``skyllama.services.openai_compat``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from ..wire_base import WireBase
+
+
+class _Wire(WireBase):  # unknown fields ignored; lone surrogates refused (T-36)
+    pass
+
+
+class StreamOptions(_Wire):
+    """``stream_options``: ``include_usage`` adds a final chunk with ``usage`` and no choices."""
+
+    include_usage: bool = False
+
+
+class Message(_Wire):
+    """A chat message: ``content`` is a string, a list of text/image parts, or null with tool calls."""
+
+    role: str
+    content: Any = None
+    name: str | None = None
+    tool_calls: list[Any] | None = None
+    tool_call_id: str | None = None
+    reasoning: str | None = None
+
+
+class _Sampling(_Wire):
+    model: str = Field(..., description="Model name, e.g. `smollm2:135m`.")
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, description="Becomes `num_predict`.")
+    seed: int | None = None
+    stop: Any = Field(None, description="A string or a list of strings.")
+    temperature: float | None = Field(None, description="Defaults to 1.0, as OpenAI's.")
+    top_p: float | None = Field(None, description="Defaults to 1.0, as OpenAI's.")
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+
+
+class ChatCompletionRequest(_Sampling):
+    """``POST /v1/chat/completions``."""
+
+    messages: list[Message] = Field(default_factory=list)
+    max_completion_tokens: int | None = Field(None, description="Used when `max_tokens` is not given.")
+    response_format: dict[str, Any] | None = Field(
+        None, description='`{"type": "json_object"}` or `{"type": "json_schema", "json_schema": {"schema": ...}}`.')
+    tools: list[dict[str, Any]] | None = None
+    reasoning: dict[str, Any] | None = Field(None, description='`{"effort": "low"|"medium"|"high"|"none"}`.')
+    reasoning_effort: str | None = None
+
+
+class CompletionRequest(_Sampling):
+    """``POST /v1/completions``: a single string prompt, with an optional ``suffix``."""
+
+    prompt: Any = ""
+    suffix: str | None = None
+
+
+class EmbeddingRequest(_Wire):
+    """``POST /v1/embeddings``: a string or a list of strings."""
+
+    model: str
+    input: Any = None
+    encoding_format: str | None = Field(None, description="`float` (default) or `base64`.")
+    dimensions: int | None = Field(None, ge=1)

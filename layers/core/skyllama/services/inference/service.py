@@ -1,0 +1,264 @@
+"""``Inference``: generate, chat and embed, from typed commands to typed events (``commands.py``).
+
+Everything a request can get wrong is checked first (``checks.py``), so a bad request is a 400
+before any model loads. Generation runs in a worker thread that owns the runner's context for the
+whole request (``worker.py``); the events are rendered by the fronts in ``http/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from typing import Any
+
+from ...engine.base import Generated, TokenLogprob, l2_normalized
+from ...errors import BadRequest
+from ...keep_alive import KeepAlive
+from ...option_bounds import OptionLimits, check_context_tokens
+from ...settings import Settings
+from ...templates.gotemplate import parse
+from ...templates.thinking import ThinkingParser
+from ...templates.tools import ToolCallParser
+from ..metrics import Metrics
+from ..models.catalog import Catalog
+from .cancel import Handle
+from .checks import (
+    LENGTH_ERROR,
+    Prepared,
+    check_caps,
+    check_images,
+    check_logprobs,
+    check_prompt_size,
+    check_think,
+    context_tail,
+    prepare,
+    require,
+)
+from .commands import Chat, Done, Embed, Embeddings, Event, Generate, LegacyEmbed, Piece, Request, Timings
+from .prompts import chat_prompt, generate_prompt
+from .scheduler import Lease, Scheduler
+from .worker import in_worker
+
+ROLES = frozenset({"system", "user", "assistant", "tool"})
+log = logging.getLogger(__name__)
+
+
+class Inference:
+    """The inference service: the catalogue to find models, the scheduler to run them."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, scheduler: Scheduler, limits: OptionLimits,
+                 metrics: Metrics) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.scheduler = scheduler
+        self.limits = limits
+        self.metrics = metrics
+
+    async def _prepare(self, command: Request, fmt: Any = None) -> Prepared:
+        return await asyncio.to_thread(prepare, self.catalog, command.model, command.caller, command.options,
+                                       command.keep_alive, fmt, self.limits)
+
+    # -- generate ---------------------------------------------------------------------------------
+
+    async def generate(self, command: Generate) -> AsyncGenerator[Event, None]:
+        """Text pieces, then :class:`Done` with the figures and ``context``."""
+        started = time.perf_counter_ns()
+        name = command.model
+        check_caps(self.settings, command)
+        if command.raw and (command.template or command.system or command.context):
+            raise BadRequest("raw mode does not support template, system, or context")
+        prep = await self._prepare(command, command.format)
+        prep.sampling.shift = command.shift is not False  # Ollama's default: shift the context when full
+        if "embedding" in prep.capabilities and "completion" not in prep.capabilities:
+            raise BadRequest(f'"{name}" does not support generate')
+        # token ids go to llama.cpp's vocabulary lookup (std::vector::at): out of range aborts the runner
+        check_context_tokens(command.context, prep.info.vocab_size if prep.info else None, self.limits)
+        check_images(command.images, prep, name)
+        if command.suffix and not command.raw:
+            require(prep, name, "insert")
+        think, tags = check_think(command, prep, name)
+        logprobs = check_logprobs(command)
+        if not command.prompt and not command.suffix:
+            yield await self._load_or_unload(prep)
+            return
+        max_prompt = self.settings.max_prompt_bytes
+        async with self.scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
+            def work(cancel: threading.Event) -> Iterator[Any]:
+                context = lease.context
+                prompt = generate_prompt(prep, command, context, think)
+                check_prompt_size(prompt, max_prompt)
+                tokens = context.tokenize(context_tail(prompt, context.n_ctx))
+                if command.truncate is False and len(tokens) >= context.n_ctx:
+                    raise BadRequest(LENGTH_ERROR)
+                yield from context.generate(tokens, prep.sampling, grammar=prep.grammar, cancel=cancel, **logprobs)
+                yield tokens
+
+            final: Generated | None = None
+            split = _Split(tags)
+            async for item in in_worker(work, command.cancel):
+                if isinstance(item, str | TokenLogprob):
+                    piece = split.feed(item)
+                    if piece:
+                        yield piece
+                elif isinstance(item, Generated):
+                    final = item
+                elif final is not None:
+                    context = None if command.raw else list(item) + final.tokens
+                    yield self._done(final, lease, started, command.cancel, split.finish(), context)
+
+    # -- chat -------------------------------------------------------------------------------------
+
+    async def chat(self, command: Chat) -> AsyncGenerator[Event, None]:
+        """Content and tool-call pieces, then :class:`Done` with the figures."""
+        started = time.perf_counter_ns()
+        name = command.model
+        check_caps(self.settings, command)
+        prep = await self._prepare(command, command.format)
+        prep.sampling.shift = command.shift is not False
+        if "embedding" in prep.capabilities and "completion" not in prep.capabilities:
+            raise BadRequest(f'"{name}" does not support chat')
+        for message in command.messages:
+            if message.get("role") not in ROLES:
+                raise BadRequest(f"invalid role: {message.get('role')!r}, expected system, user, assistant or tool")
+            check_images(message.get("images"), prep, name)
+        template = prep.model.template
+        if command.tools and template:
+            require(prep, name, "tools")
+        think, tags = check_think(command, prep, name)
+        logprobs = check_logprobs(command)
+        if not command.messages:
+            yield await self._load_or_unload(prep)
+            return
+        messages = list(prep.model.messages) + list(command.messages)
+        if prep.model.system and messages[0].get("role") != "system":
+            messages.insert(0, {"role": "system", "content": prep.model.system})
+        tools = command.tools
+        parser = ToolCallParser(tools, template=parse(template) if template else None) if tools else None
+        max_prompt = self.settings.max_prompt_bytes
+        async with self.scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
+            def work(cancel: threading.Event) -> Iterator[Any]:
+                context = lease.context
+                prompt = chat_prompt(prep, messages, tools, context, think=think, fit=command.truncate is not False,
+                                     max_output=max_prompt,
+                                     count=lambda text: len(context.tokenize(context_tail(text, context.n_ctx))))
+                check_prompt_size(prompt, max_prompt)
+                tokens = context.tokenize(context_tail(prompt, context.n_ctx))
+                if command.truncate is False and len(tokens) >= context.n_ctx:
+                    raise BadRequest(LENGTH_ERROR)
+                yield from context.generate(tokens, prep.sampling, grammar=prep.grammar, cancel=cancel, **logprobs)
+
+            split = _Split(tags)
+            async for item in in_worker(work, command.cancel):
+                if isinstance(item, str | TokenLogprob):
+                    piece = split.feed(item)
+                    content, calls = parser.feed(piece.text) if parser and piece.text else (piece.text, [])
+                    if content or piece.thinking or piece.logprobs:
+                        yield Piece(content, piece.thinking, logprobs=piece.logprobs)
+                    if calls:
+                        yield Piece(tool_calls=tuple(c.to_api() for c in calls))
+                elif isinstance(item, Generated):
+                    piece = split.finish()
+                    content, calls = parser.feed(piece.text) if parser and piece.text else (piece.text, [])
+                    rest = content + (parser.finish() if parser else "")
+                    last = Piece(rest, piece.thinking, tuple(c.to_api() for c in calls), piece.logprobs)
+                    yield self._done(item, lease, started, command.cancel, last, None)
+
+    # -- embeddings -------------------------------------------------------------------------------
+
+    async def embed(self, command: Embed) -> Embeddings:
+        """L2-normalised vectors (cut to ``dimensions`` and normalised again, if asked)."""
+        started = time.perf_counter_ns()
+        prep = await self._prepare(command)
+        inputs = command.inputs
+        if inputs and self.settings.embed_batching:
+            vectors, count, load = await self.scheduler.embed_batcher.embed(
+                prep.model, prep.options, prep.keep_alive, inputs, truncate=command.truncate)
+        else:
+            async with self.scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
+                if not inputs:
+                    return Embeddings([], 0, time.perf_counter_ns() - started, lease.load_duration)
+                vectors, count = await asyncio.to_thread(lease.context.embed, inputs, normalize=True,
+                                                         truncate=command.truncate)
+            load = lease.load_duration
+        if command.dimensions:
+            vectors = [l2_normalized(v[: command.dimensions]) for v in vectors]
+        return Embeddings(vectors, count, time.perf_counter_ns() - started, load)
+
+    async def legacy_embed(self, command: LegacyEmbed) -> list[float]:
+        """One raw, un-normalised vector (``/api/embeddings``)."""
+        prep = await self._prepare(command)
+        async with self.scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
+            if not command.prompt:
+                return []
+            vectors, _count = await asyncio.to_thread(lease.context.embed, [command.prompt], normalize=False)
+        return vectors[0]
+
+    # -- loading ----------------------------------------------------------------------------------
+
+    async def load(self, name: str, keep_alive: KeepAlive | None = None, *, until: float | None = None) -> None:
+        """Load a model and hold it for ``keep_alive`` (preload, warm-ups: the operator's, so no
+        caller); ``until`` overrides the expiry (a warm-up holds a model until the fleet's ``expires_at``)."""
+        prep = await asyncio.to_thread(prepare, self.catalog, name, None, None, None, None, self.limits)
+        async with self.scheduler.acquire(prep.model, prep.options, keep_alive, until=until):
+            pass
+
+    async def preload(self, models: dict[str, str]) -> None:
+        """``SKYLLAMA_PRELOAD``: each model with its keep_alive (in the background; one failing
+        entry never stops the others)."""
+        for name, keep_alive in models.items():
+            try:
+                await self.load(name, KeepAlive.parse(keep_alive) if keep_alive else None)
+                log.info("preloaded %s", name)
+            except Exception as e:  # noqa: BLE001 - one bad entry must not stop the others
+                log.warning("could not preload %s: %s", name, e)
+
+    async def _load_or_unload(self, prep: Prepared) -> Done:
+        """An empty prompt or message list: ``keep_alive`` 0 unloads now, anything else loads."""
+        if prep.keep_alive is not None and prep.keep_alive.unload_now:
+            await self.scheduler.unload(prep.model)
+            return Done("unload")
+        async with self.scheduler.acquire(prep.model, prep.options, prep.keep_alive):
+            pass
+        return Done("load")
+
+    def _done(self, gen: Generated, lease: Lease, started: int, handle: Handle | None, last: Piece,
+              context: list[int] | None) -> Done:
+        try:
+            self.metrics.observe(lease.runner.model.name.display(), load_ns=lease.load_duration,
+                                 prompt_eval_ns=gen.prompt_eval_duration, eval_count=gen.eval_count,
+                                 eval_ns=gen.eval_duration)
+        except Exception:  # noqa: BLE001 - metrics must never fail a request
+            pass
+        reason = "cancel" if handle is not None and handle.cancelled else gen.done_reason
+        timings = Timings(total=time.perf_counter_ns() - started, load=lease.load_duration,
+                          prompt_eval_count=gen.prompt_eval_count, prompt_eval=gen.prompt_eval_duration,
+                          eval_count=gen.eval_count, eval=gen.eval_duration)
+        return Done(reason, last, timings, context)
+
+
+class _Split:
+    """Output into pieces (thinking, content, logprobs), thinking split by the template's tags."""
+
+    def __init__(self, tags: tuple[str, str] | None) -> None:
+        self.parser = ThinkingParser(*tags) if tags else None
+        self.logprobs: list[dict[str, Any]] = []
+
+    def feed(self, item: str | TokenLogprob) -> Piece:
+        if isinstance(item, TokenLogprob):
+            self.logprobs.append(item.to_api())
+            return Piece()
+        thinking, text = self.parser.feed(item) if self.parser else ("", item)
+        lps, self.logprobs = self.logprobs, []
+        return Piece(text, thinking, logprobs=tuple(lps))
+
+    def finish(self) -> Piece:
+        thinking, text = self.parser.finish() if self.parser else ("", "")
+        lps, self.logprobs = self.logprobs, []
+        return Piece(text, thinking, logprobs=tuple(lps))
+
+
+async def collect(events: AsyncIterator[Event]) -> list[Event]:
+    return [event async for event in events]

@@ -1,0 +1,1 @@
+"""Long work as jobs (the AWS worker): create, pull and push, idempotent and resumable."""

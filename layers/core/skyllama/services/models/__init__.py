@@ -1,0 +1,1 @@
+"""The model catalogue and what changes it: copy, delete, create, garbage collection, leftover sweeps."""
