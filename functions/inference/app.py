@@ -32,7 +32,7 @@ from skyllama.services.fleet.warm_up import event_loop, reap, warm_up  # noqa: E
 
 CORRELATION_ID = 'requestContext.requestId || headers."x-amzn-trace-id"'
 logger, metrics = Logger(), Metrics(namespace="skyllama")
-runtime = build_runtime(lambda_settings(), runners=runners)
+runtime = build_runtime(lambda_settings(), runners=runners, control=False)  # create, pull, push: the API function
 inference = runtime.inference
 assert inference is not None
 app = create_app(runtime)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .engine.base import Engine
 from .engine.runner.pool import RunnerPool
 from .engine.runner.process import RunnerTimeouts
+from .errors import NotFound
 from .option_bounds import OptionLimits
 from .ports import BlobStore, Clock, JobQueue, ManifestStore, PartStore, StateStore
 from .services.access.keys import ApiKeys
@@ -26,15 +28,16 @@ from .services.fleet.records import InstanceRecorder
 from .services.inference.cancel import CancelRegistry
 from .services.inference.scheduler import Scheduler
 from .services.inference.service import Inference
-from .services.jobs.runner import JobServices
 from .services.metrics import Metrics
 from .services.models.catalog import Catalog
-from .services.models.create import ModelCreator
-from .services.registry.download import DownloadManager
-from .services.registry.outbound import Outbound, OutboundPolicy
-from .services.registry.server import RegistryServer, UploadSessions
-from .services.registry.transfers import Transfers
 from .settings import Settings
+
+if TYPE_CHECKING:  # the control plane is imported only where it is built (not on Lambda's inference path)
+    from .services.jobs.runner import JobServices
+    from .services.models.create import ModelCreator
+    from .services.registry.outbound import Outbound
+    from .services.registry.server import RegistryServer
+    from .services.registry.transfers import Transfers
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,40 @@ def runner_timeouts(settings: Settings) -> RunnerTimeouts:
 
 
 @dataclass(frozen=True)
+class ControlPlane:
+    """Creating, pulling and pushing models, the ``/v2/`` registry, and jobs: what the API function,
+    the worker and ``skyllama serve`` run, and Lambda's inference function does not even import."""
+
+    creator: ModelCreator
+    transfers: Transfers
+    registry: RegistryServer
+    jobs: JobServices
+
+
+def build_control(settings: Settings, stores: Stores, clock: Clock, catalog: Catalog, limits: OptionLimits,
+                  runners: RunnerPool, outbound: Outbound | None = None) -> ControlPlane:
+    from .services.jobs.runner import JobServices
+    from .services.models.create import ModelCreator
+    from .services.registry.download import DownloadManager
+    from .services.registry.outbound import Outbound, OutboundPolicy
+    from .services.registry.server import RegistryServer, UploadSessions
+    from .services.registry.transfers import Transfers
+
+    creator = ModelCreator(catalog, limits, native_quantize=runners.quantize)
+    outbound = outbound or Outbound(OutboundPolicy.from_settings(settings))
+    transfers = Transfers(settings, stores.blobs, stores.manifests, stores.state, catalog.ownership, stores.parts,
+                          DownloadManager(), outbound)
+    registry = RegistryServer(settings, stores.blobs, stores.manifests, catalog.ownership,
+                              UploadSessions(stores.blobs, clock, settings.registry_upload_ttl))
+    return ControlPlane(creator, transfers, registry, JobServices(stores.state, clock, creator, transfers, stores.jobs))
+
+
+class NotServedHere(NotFound):
+    """A part of the runtime this process did not build: a deployment that serves no such route
+    (API Gateway sends it to another function)."""
+
+
+@dataclass(frozen=True)
 class Runtime:
     """Everything one process serves with, built once (:func:`build_runtime`)."""
 
@@ -104,19 +141,37 @@ class Runtime:
     limits: OptionLimits
     ownership: Ownership
     catalog: Catalog
-    creator: ModelCreator
     keys: ApiKeys
     meter: Meter
     concurrency: KeyConcurrency
     metrics: Metrics
     cancels: CancelRegistry
-    transfers: Transfers
-    registry: RegistryServer
-    jobs: JobServices
+    control: ControlPlane | None  # None where this process creates and transfers nothing (Lambda inference)
     fleet: InstanceRecorder | None
     runners: RunnerPool
     scheduler: Scheduler | None  # None where this process serves no inference (the API function)
     inference: Inference | None
+
+    def _control(self) -> ControlPlane:
+        if self.control is None:
+            raise NotServedHere("this process serves no create, pull, push or registry")
+        return self.control
+
+    @property
+    def creator(self) -> ModelCreator:
+        return self._control().creator
+
+    @property
+    def transfers(self) -> Transfers:
+        return self._control().transfers
+
+    @property
+    def registry(self) -> RegistryServer:
+        return self._control().registry
+
+    @property
+    def jobs(self) -> JobServices:
+        return self._control().jobs
 
     @property
     def blobs(self) -> BlobStore:
@@ -143,10 +198,10 @@ class Runtime:
 
 def build_runtime(settings: Settings, *, stores: Stores | None = None, clock: Clock | None = None,
                   engine: Engine | None = None, runners: RunnerPool | None = None, inference: bool = True,
-                  outbound: Outbound | None = None) -> Runtime:
+                  control: bool = True, outbound: Outbound | None = None) -> Runtime:
     """Wire the whole process from ``settings``. Tests pass their own ``stores``, a fake
     ``engine`` or an ``outbound`` transport; Lambda's inference function passes the ``runners``
-    it started first."""
+    it started first and no ``control`` plane; the API function no ``inference``."""
     clock = clock or Clock()
     stores = stores or build_stores(settings, clock)
     if runners is None:
@@ -156,25 +211,16 @@ def build_runtime(settings: Settings, *, stores: Stores | None = None, clock: Cl
     limits = OptionLimits.from_settings(settings)
     ownership = Ownership(stores.state, stores.manifests)
     catalog = Catalog(stores.blobs, stores.manifests, ownership)
-    creator = ModelCreator(catalog, limits, native_quantize=runners.quantize)
     fleet = InstanceRecorder(stores.state, clock) if settings.fleet_enabled else None
     scheduler = Scheduler(settings, catalog, engine or runners, clock=clock, observer=fleet) \
         if inference else None
     metrics = Metrics(scheduler, emf=settings.emf_enabled)
-    outbound = outbound or Outbound(OutboundPolicy.from_settings(settings))
-    transfers = Transfers(settings, stores.blobs, stores.manifests, stores.state, ownership, stores.parts,
-                          DownloadManager(), outbound)
-    cancels = CancelRegistry()
     return Runtime(
         settings=settings, clock=clock, stores=stores, limits=limits, ownership=ownership, catalog=catalog,
-        creator=creator,
         keys=ApiKeys(stores.state, clock=clock, cache_seconds=settings.auth_cache_seconds),
         meter=Meter(stores.state, clock=clock, emf=settings.emf_enabled),
-        concurrency=KeyConcurrency(settings.max_concurrent_per_key), metrics=metrics, cancels=cancels,
-        transfers=transfers,
-        registry=RegistryServer(settings, stores.blobs, stores.manifests, ownership,
-                                UploadSessions(stores.blobs, clock, settings.registry_upload_ttl)),
-        jobs=JobServices(stores.state, clock, creator, transfers, stores.jobs),
+        concurrency=KeyConcurrency(settings.max_concurrent_per_key), metrics=metrics, cancels=CancelRegistry(),
+        control=build_control(settings, stores, clock, catalog, limits, runners, outbound) if control else None,
         fleet=fleet, runners=runners, scheduler=scheduler,
         inference=Inference(settings, catalog, scheduler, limits, metrics) if scheduler else None,
     )
@@ -185,9 +231,6 @@ def build_jobs(settings: Settings, *, stores: Stores | None = None, clock: Clock
     no keys or metering: the API function checked the caller when the job was submitted)."""
     clock = clock or Clock()
     stores = stores or build_stores(settings, clock)
-    ownership = Ownership(stores.state, stores.manifests)
-    catalog = Catalog(stores.blobs, stores.manifests, ownership)
-    creator = ModelCreator(catalog, OptionLimits.from_settings(settings), native_quantize=RunnerPool(spares=0).quantize)
-    transfers = Transfers(settings, stores.blobs, stores.manifests, stores.state, ownership, stores.parts,
-                          DownloadManager(), Outbound(OutboundPolicy.from_settings(settings)))
-    return JobServices(stores.state, clock, creator, transfers, stores.jobs)
+    catalog = Catalog(stores.blobs, stores.manifests, Ownership(stores.state, stores.manifests))
+    limits = OptionLimits.from_settings(settings)
+    return build_control(settings, stores, clock, catalog, limits, RunnerPool(spares=0)).jobs

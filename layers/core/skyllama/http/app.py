@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from .. import __version__
 from ..composition import Runtime, build_runtime
@@ -29,10 +29,18 @@ from .openai import routes as openai
 from .openapi import install_openapi
 from .origins import install_cors, install_host_check
 from .request_ids import RequestIdMiddleware
-from .routes import blobs, cancel, create, inference, models, registry, root
+from .routes import blobs, cancel, inference, models, root
 
-ROUTERS = (root.router, models.router, blobs.router, create.router, inference.router, openai.router,
-           anthropic.router, cancel.router, registry.router, usage, metrics)
+ROUTERS = (root.router, models.router, blobs.router, inference.router, openai.router, anthropic.router,
+           cancel.router, usage, metrics)
+
+
+def _control_routers() -> tuple[APIRouter, ...]:
+    """``/api/create``, ``/api/pull``, ``/api/push`` and ``/v2/``: imported only by a runtime with a
+    control plane (Lambda's inference function has none, and skips importing them at cold start)."""
+    from .routes import create, registry
+
+    return create.router, registry.router
 
 
 def create_app(runtime: Runtime | None = None, *, settings: Settings | None = None) -> FastAPI:
@@ -42,7 +50,12 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        stop_sweeper = start_sweeper(rt.stores, rt.transfers.downloads, rt.settings)  # crash leftovers (T-37)
+        control = rt.control
+
+        def downloading() -> set[str]:
+            return set(control.transfers.downloads.downloads) if control is not None else set()
+
+        stop_sweeper = start_sweeper(rt.stores, downloading, rt.settings)  # crash leftovers (T-37)
         preload = None
         if rt.inference is not None and rt.settings.preload:  # in the background: startup never waits
             preload = asyncio.get_running_loop().create_task(rt.inference.preload(parse_model_map(rt.settings.preload)))
@@ -60,7 +73,7 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
                   description="An Ollama-compatible model server.", docs_url="/docs", redoc_url=None)
     app.state.runtime = rt
     install_error_handlers(app)
-    for router in ROUTERS:
+    for router in ROUTERS + (_control_routers() if rt.control is not None else ()):
         app.include_router(router)
     install_openapi(app)
     install_body_limits(app, rt.settings)  # size, type and time limits on request bodies

@@ -6,8 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..composition import Runtime
-from ..errors import SkyllamaError
+from ..composition import NotServedHere, Runtime
 from ..services.access.ownership import PUBLIC_READER, Caller
 from ..services.inference.cancel import Handle
 from ..services.inference.service import Inference
@@ -39,16 +38,10 @@ def cancel_handle(request: Request) -> Handle | None:
     return handle
 
 
-class NoInference(SkyllamaError):
-    """This deployment serves no inference (the API function: API Gateway sends it elsewhere)."""
-
-    status = 404
-
-
 def inference(request: Request) -> Inference:
     service = request.app.state.runtime.inference
     if service is None:
-        raise NoInference("inference is not served here")
+        raise NotServedHere("inference is not served here")
     found: Inference = service
     return found
 

@@ -22,6 +22,7 @@ from .process import RunnerProcess, RunnerTimeouts
 from .remote import RemoteModel
 
 log = logging.getLogger(__name__)
+SPARE_DELAY = 5.0  # seconds after a spare is taken before the next one starts
 
 
 class RunnerPool:
@@ -69,7 +70,11 @@ class RunnerPool:
             else:
                 process = self._spawn()
         process.timeouts = self.timeouts
-        threading.Thread(target=self._top_up, name="skyllama-runner-spare", daemon=True).start()
+        # The next spare starts a little later: starting it now would take CPU from the load that
+        # just took this one (on a 2-vCPU Lambda that is most of a cold start's first token).
+        timer = threading.Timer(SPARE_DELAY, self._top_up)
+        timer.daemon = True
+        timer.start()
         process.wait_ready(self.timeouts.load)
         return process
 

@@ -6,7 +6,7 @@
   however old its file is; any other writer refreshes the mtime with every write. Ollama's own
   partial files (``sha256-<hex>-partial*``) are never touched.
 - **Pull parts** (``<models>/.skyllama/partial/sha256-<hex>/``): pulls are resumable, so a
-  folder is kept as long as its checkpoint can be (``download.CHECKPOINT_TTL``, 7 days since its
+  folder is kept as long as its checkpoint can be (``ports.PULL_CHECKPOINT_TTL``, 7 days since its
   newest part was written) and never while this process downloads that digest.
 - **AWS**: nothing here. Open multipart uploads and temporary objects under ``uploads/`` may
   belong to a live upload on another instance or to a pull that a later invocation resumes
@@ -33,9 +33,8 @@ from typing import Protocol
 
 import anyio
 
-from ...ports import PartStore
+from ...ports import PULL_CHECKPOINT_TTL, PartStore
 from ...settings import Settings
-from ..registry.download import CHECKPOINT_TTL, DownloadManager
 
 log = logging.getLogger(__name__)
 
@@ -83,34 +82,35 @@ class _Stores(Protocol):
     def sweep_uploads(self) -> Callable[[float], int] | None: ...
 
 
-def sweep_leftovers(stores: _Stores, downloads: DownloadManager, settings: Settings) -> SweepReport:
-    """One sweep of this process's local leftovers (blocking: file system calls)."""
+def sweep_leftovers(stores: _Stores, downloading: Callable[[], set[str]], settings: Settings) -> SweepReport:
+    """One sweep of this process's local leftovers (blocking: file system calls); ``downloading``
+    names the digests (hex) pulls of this process are fetching, whose parts are never swept."""
     if stores.sweep_uploads is None:
         return SweepReport()  # AWS: the bucket's lifecycle rule (see the module docstring)
     uploads = stores.sweep_uploads(settings.body_idle_timeout)
     pulls = 0
     root = getattr(stores.parts, "root", None)  # LocalPartStore's folder
     if isinstance(root, Path):
-        pulls = sweep_pull_parts(root, older_than=CHECKPOINT_TTL, busy=set(downloads.downloads))
+        pulls = sweep_pull_parts(root, older_than=PULL_CHECKPOINT_TTL, busy=downloading())
     if uploads or pulls:
         log.info("swept %d upload leftover(s) and %d abandoned pull(s)", uploads, pulls)
     return SweepReport(uploads=uploads, pulls=pulls)
 
 
-async def _sweep_forever(stores: _Stores, downloads: DownloadManager, settings: Settings) -> None:
+async def _sweep_forever(stores: _Stores, downloading: Callable[[], set[str]], settings: Settings) -> None:
     interval = settings.sweep_interval
     while True:
         try:
-            await anyio.to_thread.run_sync(sweep_leftovers, stores, downloads, settings)
+            await anyio.to_thread.run_sync(sweep_leftovers, stores, downloading, settings)
         except Exception:  # noqa: BLE001 - a failed sweep must not end the loop
             log.exception("sweeping leftovers failed; retrying in %.0f s", interval)
         await asyncio.sleep(interval)
 
 
-def start_sweeper(stores: _Stores, downloads: DownloadManager, settings: Settings) -> Callable[[], Awaitable[None]]:
+def start_sweeper(stores: _Stores, downloading: Callable[[], set[str]], settings: Settings) -> Callable[[], Awaitable[None]]:
     """Sweep now and every ``sweep_interval`` seconds, on the running loop; returns the closer
     that stops it (at the app's shutdown)."""
-    task = asyncio.get_running_loop().create_task(_sweep_forever(stores, downloads, settings),
+    task = asyncio.get_running_loop().create_task(_sweep_forever(stores, downloading, settings),
                                                   name="skyllama-sweeper")
 
     async def stop() -> None:
