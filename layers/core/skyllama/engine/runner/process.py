@@ -47,7 +47,8 @@ class RunnerTimeouts:
 
 @dataclass(eq=False)
 class Call:
-    """One request in flight on the runner; replies land in ``replies``."""
+    """One request in flight on the runner; replies land in ``replies``, or go to ``sink`` (called
+    on the reader thread) when one is given."""
 
     id: int
     op: str
@@ -55,8 +56,16 @@ class Call:
     step: float  # the deadline after each reply
     cancel: threading.Event | None = None
     replies: queue.SimpleQueue[Any] = field(default_factory=queue.SimpleQueue)
+    sink: Callable[[Any], None] | None = None
+    ended: threading.Event = field(default_factory=threading.Event)  # the final reply arrived (or the runner died)
     cancelled_at: float | None = None
     finished: bool = False
+
+    def put(self, reply: Any) -> None:
+        if self.sink is not None:
+            self.sink(reply)
+        else:
+            self.replies.put(reply)
 
     def get(self) -> wire.Message:
         """The next reply (blocking); a dead runner's :class:`RunnerFailed` is raised here."""
@@ -112,13 +121,14 @@ class RunnerProcess:
 
     # -- calls ------------------------------------------------------------------------------------
 
-    def start(self, op: str, *, timeout: float, step: float | None = None,
-              cancel: threading.Event | None = None, **payload: Any) -> Call:
-        """Send a request; its replies arrive on the returned call."""
+    def start(self, op: str, *, timeout: float, step: float | None = None, cancel: threading.Event | None = None,
+              sink: Callable[[Any], None] | None = None, **payload: Any) -> Call:
+        """Send a request; its replies arrive on the returned call (or go to ``sink``)."""
         with self._lock:
             if not self.alive:
                 raise RunnerFailed(self._failure())
-            call = Call(self._next_id, op, time.monotonic() + timeout, step if step is not None else timeout, cancel)
+            call = Call(self._next_id, op, time.monotonic() + timeout, step if step is not None else timeout, cancel,
+                        sink=sink)
             self._next_id += 1
             self._calls[call.id] = call
             try:
@@ -144,10 +154,7 @@ class RunnerProcess:
                 return
             if call.cancelled_at is None:
                 self._send_cancel(call)
-        while True:
-            reply = call.replies.get()
-            if isinstance(reply, BaseException) or "item" not in reply:
-                return
+        call.ended.wait()
 
     def _send_cancel(self, call: Call) -> None:
         call.cancelled_at = time.monotonic()
@@ -188,7 +195,9 @@ class RunnerProcess:
                 call.deadline = time.monotonic() + call.step
         if blob is not None:
             message = {**message, "blob": blob}
-        call.replies.put(message)
+        call.put(message)
+        if final:
+            call.ended.set()
 
     def _watch(self) -> None:
         now = time.monotonic()
@@ -225,7 +234,8 @@ class RunnerProcess:
         error = RunnerFailed(self._failure())
         for call in calls:
             call.finished = True
-            call.replies.put(error)
+            call.put(error)
+            call.ended.set()
         self.conn.close()
         self._ready.set()
         for callback in list(self.on_exit):

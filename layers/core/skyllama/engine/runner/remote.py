@@ -9,9 +9,10 @@ then tokenized, and the same text must not cross the socket twice.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from typing import Any
 
 from ...errors import RunnerFailed
@@ -96,6 +97,46 @@ class RemoteModel:
         finally:
             self.process.abandon(call)
 
+    async def astream(self, prompt: list[int], sampling: Sampling, *, grammar: str | None = None,
+                      cancel: threading.Event | None = None,
+                      logprobs: int | None = None) -> AsyncIterator[str | TokenLogprob | Generated]:
+        """:meth:`generate` for the event loop: the reader thread hands each item straight to the
+        loop, with no thread of the caller's in between (a thread woken per token takes a core
+        from llama.cpp's own threads). Text that piles up while the loop is busy comes out as one."""
+        loop = asyncio.get_running_loop()
+        replies: asyncio.Queue[Any] = asyncio.Queue()
+        timeouts = self.process.timeouts
+
+        def sink(reply: Any) -> None:  # on the reader thread
+            try:
+                loop.call_soon_threadsafe(replies.put_nowait, reply)
+            except RuntimeError:  # the loop is gone (server shutdown): nobody is waiting any more
+                pass
+
+        call = self.process.start("generate", timeout=timeouts.prompt, step=timeouts.token, cancel=cancel, sink=sink,
+                                  prompt=list(prompt), sampling=wire.sampling_to_wire(sampling), grammar=grammar,
+                                  logprobs=logprobs)
+        try:
+            while True:
+                reply = await replies.get()
+                if isinstance(reply, BaseException):
+                    raise reply
+                if "item" not in reply:
+                    if "done" in reply:
+                        yield wire.generated_from_wire(reply["done"])
+                        return
+                    raise wire.error_from_wire(reply.get("error") or {})
+                item = wire.item_from_wire(reply["item"])
+                while isinstance(item, str) and not replies.empty():
+                    following = replies._queue[0]  # type: ignore[attr-defined]
+                    if isinstance(following, BaseException) or "text" not in following.get("item", {}):
+                        break
+                    item += str(replies.get_nowait()["item"]["text"])
+                yield item
+        finally:
+            if not call.ended.is_set():
+                await _settled(asyncio.to_thread(self.process.abandon, call))
+
     def embed(self, texts: list[str], *, normalize: bool, truncate: bool = True) -> tuple[list[list[float]], int]:
         vectors, counts = self.embed_counted(texts, normalize=normalize, truncate=truncate)
         return vectors, sum(counts)
@@ -121,3 +162,17 @@ class RemoteModel:
 
     def close(self) -> None:
         self.process.close()
+
+
+async def _settled(work: Awaitable[None]) -> None:
+    """Wait for ``work`` even while being cancelled (the runner's slot is ours until the call
+    ended), then let the cancellation go on."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError

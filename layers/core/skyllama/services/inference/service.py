@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
-from ...engine.base import Generated, TokenLogprob, l2_normalized
+from ...engine.base import EngineModel, Generated, TokenLogprob, l2_normalized
 from ...errors import BadRequest
 from ...keep_alive import KeepAlive
 from ...option_bounds import OptionLimits, check_context_tokens
@@ -84,30 +84,22 @@ class Inference:
         if not command.prompt and not command.suffix:
             yield await self._load_or_unload(prep)
             return
-        max_prompt = self.settings.max_prompt_bytes
         async with self.scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
-            def work(cancel: threading.Event) -> Iterator[Any]:
+            def prompt_tokens() -> list[int]:
                 context = lease.context
                 prompt = generate_prompt(prep, command, context, think)
-                check_prompt_size(prompt, max_prompt)
-                tokens = context.tokenize(context_tail(prompt, context.n_ctx))
-                if command.truncate is False and len(tokens) >= context.n_ctx:
-                    raise BadRequest(LENGTH_ERROR)
-                yield from context.generate(tokens, prep.sampling, grammar=prep.grammar, cancel=cancel, **logprobs)
-                yield tokens
+                return self._tokens(context, prompt, command.truncate)
 
-            final: Generated | None = None
+            tokens = await asyncio.to_thread(prompt_tokens)
             split = _Split(tags)
-            async for item in in_worker(work, command.cancel):
-                if isinstance(item, str | TokenLogprob):
+            async for item in _generation(lease.context, tokens, prep, logprobs, command.cancel):
+                if isinstance(item, Generated):
+                    context = None if command.raw else tokens + item.tokens
+                    yield self._done(item, lease, started, command.cancel, split.finish(), context)
+                else:
                     piece = split.feed(item)
                     if piece:
                         yield piece
-                elif isinstance(item, Generated):
-                    final = item
-                elif final is not None:
-                    context = None if command.raw else list(item) + final.tokens
-                    yield self._done(final, lease, started, command.cancel, split.finish(), context)
 
     # -- chat -------------------------------------------------------------------------------------
 
@@ -139,19 +131,16 @@ class Inference:
         parser = ToolCallParser(tools, template=parse(template) if template else None) if tools else None
         max_prompt = self.settings.max_prompt_bytes
         async with self.scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
-            def work(cancel: threading.Event) -> Iterator[Any]:
+            def prompt_tokens() -> list[int]:
                 context = lease.context
                 prompt = chat_prompt(prep, messages, tools, context, think=think, fit=command.truncate is not False,
                                      max_output=max_prompt,
                                      count=lambda text: len(context.tokenize(context_tail(text, context.n_ctx))))
-                check_prompt_size(prompt, max_prompt)
-                tokens = context.tokenize(context_tail(prompt, context.n_ctx))
-                if command.truncate is False and len(tokens) >= context.n_ctx:
-                    raise BadRequest(LENGTH_ERROR)
-                yield from context.generate(tokens, prep.sampling, grammar=prep.grammar, cancel=cancel, **logprobs)
+                return self._tokens(context, prompt, command.truncate)
 
+            tokens = await asyncio.to_thread(prompt_tokens)
             split = _Split(tags)
-            async for item in in_worker(work, command.cancel):
+            async for item in _generation(lease.context, tokens, prep, logprobs, command.cancel):
                 if isinstance(item, str | TokenLogprob):
                     piece = split.feed(item)
                     content, calls = parser.feed(piece.text) if parser and piece.text else (piece.text, [])
@@ -224,6 +213,15 @@ class Inference:
             pass
         return Done("load")
 
+    def _tokens(self, context: EngineModel, prompt: str, truncate: bool | None) -> list[int]:
+        """The prompt's tokens (what can reach the context); 400 when too large, or too long
+        with ``truncate: false``. Blocking: tokenizing may be a round trip to the runner."""
+        check_prompt_size(prompt, self.settings.max_prompt_bytes)
+        tokens = context.tokenize(context_tail(prompt, context.n_ctx))
+        if truncate is False and len(tokens) >= context.n_ctx:
+            raise BadRequest(LENGTH_ERROR)
+        return tokens
+
     def _done(self, gen: Generated, lease: Lease, started: int, handle: Handle | None, last: Piece,
               context: list[int] | None) -> Done:
         try:
@@ -237,6 +235,29 @@ class Inference:
                           prompt_eval_count=gen.prompt_eval_count, prompt_eval=gen.prompt_eval_duration,
                           eval_count=gen.eval_count, eval=gen.eval_duration)
         return Done(reason, last, timings, context)
+
+
+async def _generation(context: EngineModel, tokens: list[int], prep: Prepared, logprobs: dict[str, Any],
+                      handle: Handle | None) -> AsyncIterator[str | TokenLogprob | Generated]:
+    """The engine's items on the event loop: straight from a runner (``astream``), or from a
+    worker thread that owns an in-process context (``worker.in_worker``)."""
+    astream = getattr(context, "astream", None)
+    if astream is None:
+        def work(cancel: threading.Event) -> Iterator[Any]:
+            return context.generate(tokens, prep.sampling, grammar=prep.grammar, cancel=cancel, **logprobs)
+
+        async for item in in_worker(work, handle):
+            yield item
+        return
+    cancel = threading.Event()  # the explicit cancel (DELETE /api/requests/{id}); a disconnect closes the stream
+    if handle is not None:
+        handle.watch(cancel)
+    stream = astream(tokens, prep.sampling, grammar=prep.grammar, cancel=cancel, **logprobs)
+    try:
+        async for item in stream:
+            yield item
+    finally:
+        await stream.aclose()
 
 
 class _Split:
