@@ -112,6 +112,7 @@ class Scheduler:
         self._waiting = 0
         self._wake: asyncio.Event | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()  # failed runners' contexts being freed
         self.embed_batcher = EmbedBatcher(self.acquire, wait_ms=settings.batch_wait_ms, max_inputs=settings.batch_max_inputs)
 
     # -- planning --------------------------------------------------------------------------------
@@ -294,7 +295,9 @@ class Scheduler:
         runner.closed = True
         log.warning("runner of %s failed; it is loaded again by the next request", runner.model.name.display())
         for context in runner.contexts:
-            asyncio.get_running_loop().create_task(asyncio.to_thread(context.close))
+            task = asyncio.get_running_loop().create_task(asyncio.to_thread(context.close))
+            self._closing.add(task)  # held until done: the loop keeps only weak references to tasks
+            task.add_done_callback(self._closing.discard)
         if self.observer is not None:
             await self.observer.unloaded(runner)
 
