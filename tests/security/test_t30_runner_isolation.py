@@ -122,7 +122,7 @@ def test_a_runner_hung_or_aborted_in_native_code(fault: str, demo_models: Path, 
     flag = tmp_path / "fault-once"
     flag.write_text("")
     monkeypatch.setenv("SKYLLAMA_RUNNER_FAULT", f"{fault}@{flag}")
-    with run_server(clone_models(demo_models, tmp_path / "m"), runner_token_timeout=1.0) as server:
+    with run_server(clone_models(demo_models, tmp_path / "m"), runner_token_timeout=5.0) as server:
         httpx.post(f"{server.url}/api/embed", json={"model": EMBED, "input": "warm"}, timeout=60)
         lines: list[dict[str, Any]] = []
         started = time.perf_counter()
