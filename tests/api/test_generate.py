@@ -114,7 +114,8 @@ def test_bad_requests_are_400(demo_server: RunningServer, body: dict, message: s
 
 def test_suffix_needs_an_insert_template_and_unknown_model_is_404(demo_server: RunningServer) -> None:
     r = httpx.post(f"{demo_server.url}/api/generate", json={"model": MODEL, "prompt": "a", "suffix": "b"})
-    assert r.status_code == 400 and r.json() == {"error": f'"{MODEL}" does not support insert'}
+    # Ollama's CheckCapabilities names the model in full
+    assert r.status_code == 400 and r.json() == {"error": f"registry.ollama.ai/library/{MODEL} does not support insert"}
     r = httpx.post(f"{demo_server.url}/api/generate", json={"model": "missing", "prompt": "a"})
     assert r.status_code == 404 and r.json() == {"error": "model 'missing' not found"}
 

@@ -94,3 +94,31 @@ def test_to_api_shape() -> None:
 def test_text_without_tag_characters_flows_through_unchanged(text: str, size: int) -> None:
     chunks = [text[i : i + size] for i in range(0, len(text), size)]
     assert run(chunks, "<tool_call>") == (text, [])
+
+
+# Tool calls are never lost (issue 20): where Ollama's parser answers empty content and no calls,
+# the text of a block that did not become a call is content at the end.
+NEVER_LOST = [
+    ("unoffered tool", ['<tool_call>{"name": "search", "arguments": {"q": "x"}}</tool_call>'], "<tool_call>",
+     '<tool_call>{"name": "search", "arguments": {"q": "x"}}</tool_call>', []),
+    ("unoffered tool mentioning an offered one", ['<tool_call>{"name": "search", "arguments": {"q": "add"}}</tool_call>'],
+     "<tool_call>", '<tool_call>{"name": "search", "arguments": {"q": "add"}}</tool_call>', []),
+    ("does not parse", ['<tool_call>{"name": "add", "arguments": {"a": 1,}}</tool_call>'], "<tool_call>",
+     '<tool_call>{"name": "add", "arguments": {"a": 1,}}</tool_call>', []),
+    ("streamed and unfinished", ["Sure. <tool", '_call>{"name": "add", ', '"arguments": {"a"'], "<tool_call>",
+     'Sure. <tool_call>{"name": "add", "arguments": {"a"', []),
+    ("good then unfinished", ['<tool_call>{"name": "add", "arguments": {"a": 1}}</tool_call>\n<tool_call>{"name": "nope", "argu'],
+     "<tool_call>", '<tool_call>{"name": "nope", "argu', [("add", {"a": 1})]),
+    ("bad then good", ['<tool_call>{"name": "nope", "arguments": {"add": 1}}</tool_call><tool_call>'
+                       '{"name": "add", "arguments": {"a": 2}}</tool_call>'], "<tool_call>",
+     '<tool_call>{"name": "nope", "arguments": {"add": 1}}', [("add", {"a": 2})]),
+    ("closing tag alone is dropped", ['<tool_call>{"name": "add", "arguments": {}}</tool_call>'], "<tool_call>", "",
+     [("add", {})]),
+]
+
+
+@pytest.mark.parametrize(("name", "chunks", "tag", "content", "calls"), NEVER_LOST, ids=[c[0] for c in NEVER_LOST])
+def test_a_block_that_is_no_call_stays_content(name: str, chunks: list[str], tag: str, content: str,
+                                               calls: list[Any]) -> None:
+    got_content, got_calls = run(chunks, tag)
+    assert (got_content, names_args(got_calls)) == (content, calls)

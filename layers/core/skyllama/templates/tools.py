@@ -6,6 +6,10 @@ after ``{{ if .ToolCalls }}``, e.g. ``<tool_call>`` for Qwen/SmolLM2/Hermes temp
 flows through at once, except text that may be the start of the tag, which is held back until
 decided. After the tag, each JSON object that names one of the request's tools becomes a call;
 ``arguments`` (or ``parameters``, or a JSON string of either) are always returned as a dict.
+
+Unlike Ollama's parser, a tool-call block is never dropped: one that names a tool the request did
+not offer, or that does not parse, is returned as content at the end (Ollama answers empty content
+and no calls, which LangChain's ``with_structured_output`` reads as ``None``).
 """
 
 from __future__ import annotations
@@ -157,6 +161,7 @@ class ToolCallParser:
         self.buffer = ""
         self.state = "looking"  # -> "calling" after the tag -> "done" when nothing more can come
         self.count = 0
+        self.kept = ""  # unparsed tool-call text set aside while later calls parse
 
     def feed(self, chunk: str) -> tuple[str, list[ToolCall]]:
         if self.state == "done":
@@ -182,15 +187,18 @@ class ToolCallParser:
             calls.append(call)
         if self._json_done():
             self.state = "done"
-            content, self.buffer = content + self.buffer, ""
+            content, self.buffer, self.kept = content + self.kept + self.buffer, "", ""
         return content, calls
 
     def finish(self) -> str:
-        """Ollama's ``Content``: leftover text, returned only for bare-JSON tags without calls."""
-        if self.count == 0 and self.tag in ("{", "["):
-            rest, self.buffer = self.buffer, ""
-            return rest
-        return ""
+        """What is left to show at the end: Ollama's ``Content`` (the leftover text of a bare-JSON
+        tag without calls), and also every tool-call block that did not become a call: all the held
+        text when nothing parsed, else from the last unparsed tag on (a closing tag alone is dropped)."""
+        rest, kept, self.buffer, self.kept = self.buffer, self.kept, "", ""
+        if self.count == 0:
+            return kept + rest
+        start = rest.find(self.tag)
+        return kept + (rest[start:] if start >= 0 and self.tag not in ("{", "[") else "")
 
     def _find_tag(self) -> tuple[int, bool]:
         i = self.buffer.find(self.tag)
@@ -229,6 +237,13 @@ class ToolCallParser:
                 continue
             if not isinstance(data, dict):
                 continue
+            said = data.get("name")
+            if isinstance(said, str) and said not in self.names:
+                # names a tool that was not offered: not a call to the one it mentions inside;
+                # kept, with the text before it, to be shown at the end
+                self.kept += self.buffer[:e]
+                self.buffer = self.buffer[e:]
+                return self._next_call()
             args, found = _arguments(data, name)
             if not found:
                 args = data

@@ -86,9 +86,11 @@ def check_caps(settings: Settings, command: Sampled) -> None:
         raise BadRequest(f"image too large (limit {limit} bytes)")
 
 
-def require(prepared: Prepared, name: str, capability: str) -> None:
+def require(prepared: Prepared, _asked: str, capability: str) -> None:
+    """Ollama's ``CheckCapabilities`` error, which names the model in full, not as asked
+    (``registry.ollama.ai/library/smollm2:135m does not support insert``)."""
     if capability not in prepared.capabilities:
-        raise BadRequest(f'"{name}" does not support {capability}')
+        raise BadRequest(f"{prepared.model.name} does not support {capability}")
 
 
 THINK_LEVELS = ("low", "medium", "high", "max")

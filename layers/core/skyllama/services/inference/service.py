@@ -117,7 +117,7 @@ class Inference:
                 raise BadRequest(f"invalid role: {message.get('role')!r}, expected system, user, assistant or tool")
             check_images(message.get("images"), prep, name)
         template = prep.model.template
-        if command.tools and template:
+        if command.tools:  # without a Go template, only when the GGUF's Jinja template has tools
             require(prep, name, "tools")
         think, tags = check_think(command, prep, name)
         logprobs = check_logprobs(command)
