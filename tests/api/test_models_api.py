@@ -11,7 +11,8 @@ import ollama
 import pytest
 
 from ggufs import write_tiny_gguf
-from serving import RunningServer
+from serving import RunningServer, run_server
+from skyllama import OLLAMA_COMPAT_VERSION
 from skyllama.manifest import (
     CONFIG_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE,
@@ -34,7 +35,15 @@ def test_root_and_version(server: RunningServer) -> None:
     r = httpx.get(server.url + "/")
     assert r.status_code == 200 and r.text == "Ollama is running"
     assert httpx.head(server.url + "/").status_code == 200
-    assert "version" in httpx.get(server.url + "/api/version").json()
+    # the Ollama release whose API skyllama follows (clients gate features on it), not an old one
+    version = httpx.get(server.url + "/api/version").json()["version"]
+    assert version == OLLAMA_COMPAT_VERSION
+    assert tuple(int(p) for p in version.split(".")) >= (0, 13, 3)  # /v1/responses' release, at least
+
+
+def test_version_is_a_setting(models_dir: Path) -> None:
+    with run_server(models_dir, api_version="0.12.11") as running:
+        assert httpx.get(running.url + "/api/version").json() == {"version": "0.12.11"}
 
 
 def test_official_client_create_list_show_copy_delete(server: RunningServer, tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def test_ollama_names_are_read() -> None:
         ("OLLAMA_HOST", "x:99999"), ("OLLAMA_HOST", "ftp://x"), ("OLLAMA_HOST", "x:abc"),
         ("OLLAMA_KEEP_ALIVE", "5 minutes"), ("OLLAMA_MAX_LOADED_MODELS", "-1"),
         ("OLLAMA_NUM_PARALLEL", "many"), ("OLLAMA_MAX_QUEUE", "1.5"), ("SKYLLAMA_BACKEND", "gcp"),
-        ("OLLAMA_KV_CACHE_TYPE", "f64"),
+        ("OLLAMA_KV_CACHE_TYPE", "f64"), ("SKYLLAMA_API_VERSION", "latest"), ("SKYLLAMA_API_VERSION", "0.32"),
     ],
 )
 def test_bad_values_name_the_variable(var: str, value: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from . import OLLAMA_COMPAT_VERSION
 from .durations import parse_duration
 from .errors import InvalidDuration
 from .keep_alive import KeepAlive
@@ -101,6 +103,10 @@ class Settings(BaseSettings):
                          validation_alias=AliasChoices("OLLAMA_MODELS", "models"),
                          description="Model folder in Ollama's layout (default ~/.skyllama/models; "
                                      "point it at ~/.ollama/models to share Ollama's).")
+    api_version: str = Field(OLLAMA_COMPAT_VERSION,
+                             validation_alias=AliasChoices("SKYLLAMA_API_VERSION", "api_version"),
+                             description="The Ollama version /api/version reports (clients gate features on it): "
+                                         "the Ollama release whose API skyllama follows.")
     keep_alive: KeepAlive = Field(KeepAlive(300.0), validation_alias=AliasChoices("OLLAMA_KEEP_ALIVE", "keep_alive"),
                                   description="Default keep_alive: Go duration or seconds; negative = forever.")
     max_loaded_models: int = Field(0, ge=0, validation_alias=AliasChoices("OLLAMA_MAX_LOADED_MODELS",
@@ -311,6 +317,13 @@ class Settings(BaseSettings):
             return parse_duration(value)
         except InvalidDuration as e:
             raise ValueError(str(e)) from e
+
+    @field_validator("api_version")
+    @classmethod
+    def _api_version(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?", value):
+            raise ValueError("must be an Ollama version such as 0.32.15")  # clients compare it as semver
+        return value
 
     @field_validator("host")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
-from ... import OLLAMA_COMPAT_VERSION
+from ..deps import Rt
 from ..types import VersionResponse
 
 router = APIRouter()
@@ -17,5 +17,6 @@ async def health() -> str:
 
 
 @router.api_route("/api/version", methods=["GET", "HEAD"])
-async def version() -> VersionResponse:
-    return VersionResponse(version=OLLAMA_COMPAT_VERSION)
+async def version(rt: Rt) -> VersionResponse:
+    """The Ollama version skyllama answers as (``SKYLLAMA_API_VERSION``): clients gate features on it."""
+    return VersionResponse(version=rt.settings.api_version)
