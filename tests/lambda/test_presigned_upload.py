@@ -1,17 +1,19 @@
-"""Blobs larger than Lambda's 6 MB payload: the api function answers 202 with presigned S3
-multipart URLs, the client PUTs the parts straight to S3 (moto's server, real HTTP), and
-``POST /api/blobs/<digest>/complete`` verifies the sha256 before committing. A wrong digest is
-never committed and leaves nothing behind."""
+"""Blobs larger than Lambda's 6 MB payload: asked with ``?presign=1``, the api function answers 202
+with presigned S3 multipart URLs (SigV4, the region in their credential scope), the client PUTs
+the parts straight to S3 (moto's server, real HTTP), and ``POST /api/blobs/<digest>/complete``
+verifies the sha256 before committing. A wrong digest is never committed and leaves nothing
+behind. A plain POST that only declares a large body gets 413 and opens no upload."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from lambda_support import FakeAws, invoke_http, load_function
+from lambda_support import HTTP_KINDS, FakeAws, invoke_http, load_function
 
 SIZE = 13 * (1 << 20)  # over 6 MB, and two 8 MiB parts
 
@@ -42,16 +44,26 @@ def _leftovers(fake_aws: FakeAws) -> list[str]:
     return [o["Key"] for o in temp] + [u["Key"] for u in s3.list_multipart_uploads(Bucket=fake_aws.bucket).get("Uploads", [])]
 
 
+def assert_sigv4(url: str, region: str = "us-east-1") -> None:
+    query = parse_qs(urlsplit(url).query)
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"], url
+    assert query["X-Amz-Credential"][0].split("/")[2:] == [region, "s3", "aws4_request"], url
+    assert "Signature" not in query and "AWSAccessKeyId" not in query, url  # no SigV2 form
+
+
 @pytest.mark.parametrize("how", ["query", "content-length"])
 def test_big_blob_goes_by_presigned_multipart_upload(api: Any, fake_aws: FakeAws, how: str) -> None:
     data = os.urandom(SIZE)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     if how == "query":
         answer = invoke_http(api, "rest-api-v1", "POST", f"/api/blobs/{digest}", query={"presign": "1", "size": str(SIZE)})
-    else:  # the declared length alone is enough; the body is never read
-        answer = invoke_http(api, "http-api-v2", "POST", f"/api/blobs/{digest}", headers={"content-length": str(SIZE)})
+    else:  # the size may come as the declared length, with ?presign=1 (the body is never read)
+        answer = invoke_http(api, "http-api-v2", "POST", f"/api/blobs/{digest}", query={"presign": "1"},
+                             headers={"content-length": str(SIZE)})
     assert answer.status == 202, answer.body
     upload = answer.json()["upload"]
+    for part in upload["parts"]:
+        assert_sigv4(part["url"])
     assert upload["complete"] == f"/api/blobs/{digest}/complete" and len(upload["parts"]) == 2
     assert invoke_http(api, "rest-api-v1", "HEAD", f"/api/blobs/{digest}").status == 404
     parts = _put_parts(upload, data)
@@ -64,6 +76,70 @@ def test_big_blob_goes_by_presigned_multipart_upload(api: Any, fake_aws: FakeAws
     assert head["ContentLength"] == SIZE
     assert invoke_http(api, "alb", "HEAD", f"/api/blobs/{digest}").status == 200
     assert _leftovers(fake_aws) == []
+
+
+def test_a_declared_big_body_without_presign_is_413_and_opens_no_upload(api: Any, fake_aws: FakeAws) -> None:
+    digest = "sha256:" + "5" * 64
+    for kind in HTTP_KINDS:
+        answer = invoke_http(api, kind, "POST", f"/api/blobs/{digest}", headers={"content-length": str(SIZE)})
+        assert answer.status == 413, (kind, answer.body)
+        assert "skyllama create" in answer.json()["error"] and "/api/pull" in answer.json()["error"]
+    assert _leftovers(fake_aws) == []
+
+
+def test_resume_lists_the_stored_parts_and_signs_the_rest(api: Any, fake_aws: FakeAws) -> None:
+    data = os.urandom(SIZE)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    first = invoke_http(api, "rest-api-v1", "POST", f"/api/blobs/{digest}", query={"presign": "1", "size": str(SIZE)})
+    upload = first.json()["upload"]
+    one = dict(upload, parts=upload["parts"][:1])
+    _put_parts(one, data)
+    again = invoke_http(api, "rest-api-v1", "POST", f"/api/blobs/{digest}",
+                        query={"presign": "1", "size": str(SIZE), "upload": upload["upload"],
+                               "upload_id": upload["upload_id"]})
+    assert again.status == 202, again.body
+    resumed = again.json()["upload"]
+    assert [p["part_number"] for p in resumed["done"]] == [1]
+    assert [p["part_number"] for p in resumed["parts"]] == [2]
+    for part in resumed["parts"]:
+        assert_sigv4(part["url"])
+    parts = resumed["done"] + _put_parts(resumed, data)
+    done = invoke_http(api, "rest-api-v1", "POST", upload["complete"],
+                       body={"upload": upload["upload"], "upload_id": upload["upload_id"], "parts": parts})
+    assert done.status == 201, done.body
+    assert _leftovers(fake_aws) == []
+    gone = invoke_http(api, "rest-api-v1", "POST", f"/api/blobs/{digest}",
+                       query={"presign": "1", "size": str(SIZE), "upload": upload["upload"],
+                              "upload_id": upload["upload_id"]})
+    assert gone.status == 200  # committed meanwhile: nothing to resume
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-3"])
+def test_presigned_urls_are_sigv4_on_the_regional_endpoint(region: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a deployed stack hands out (no endpoint override): no request leaves this machine."""
+    from botocore.stub import Stubber
+
+    from skyllama.adapters.aws.factory import aws_clients
+    from skyllama.adapters.aws.s3_blobs import S3BlobStore
+    from skyllama.digests import Digest
+    from skyllama.settings import Settings
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": region, "AWS_REGION": region}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    s3 = aws_clients(Settings.from_env({"SKYLLAMA_BACKEND": "aws"}))["s3"]
+    store = S3BlobStore("models-bucket", client=s3)
+    with Stubber(s3) as stub:
+        stub.add_response("list_multipart_uploads", {"Uploads": []})  # the sweep of abandoned ones
+        stub.add_response("create_multipart_upload", {"UploadId": "u-1"})
+        plan = store.presign_upload(Digest("1" * 64), SIZE, ttl=3600)
+        stub.add_response("list_parts", {"Parts": []})
+        resumed = store.resume_presigned(Digest("1" * 64), SIZE, plan["upload"], plan["upload_id"])
+    for part in plan["parts"] + resumed["parts"]:
+        assert_sigv4(part["url"], region)
+        assert urlsplit(part["url"]).netloc == f"models-bucket.s3.{region}.amazonaws.com"
+        assert urlsplit(part["url"]).scheme == "https"
 
 
 def test_wrong_digest_is_never_committed(api: Any, fake_aws: FakeAws) -> None:

@@ -21,6 +21,7 @@ from .durations import parse_duration
 from .errors import InvalidDuration
 from .keep_alive import KeepAlive
 from .names import ModelName
+from .pricing import InvalidPrices, Prices
 
 DEFAULT_PORT = 11434
 
@@ -261,8 +262,9 @@ class Settings(BaseSettings):
                                   description="backend=aws: S3/DynamoDB/SQS endpoint (e.g. moto's server mode).")
     presign_threshold: int = Field(5 << 20, ge=0,
                                    validation_alias=AliasChoices("SKYLLAMA_PRESIGN_THRESHOLD", "presign_threshold"),
-                                   description="backend=aws: blob uploads declaring more bytes than this get "
-                                               "presigned S3 URLs (202) instead of going through the API.")
+                                   description="backend=aws: a plain blob upload larger than this is refused "
+                                               "with 413 (Lambda takes 6 MB); clients upload by presigned S3 "
+                                               "URLs instead (?presign=1, what skyllama create does).")
     job_follow_seconds: float = Field(25.0, ge=0, validation_alias=AliasChoices("SKYLLAMA_JOB_FOLLOW_SECONDS",
                                                                                   "job_follow_seconds"),
                                       description="backend=aws: how long a create/pull request follows its "
@@ -299,6 +301,10 @@ class Settings(BaseSettings):
     emf_metrics: Literal["auto", "on", "off"] = Field(
         "auto", validation_alias=AliasChoices("SKYLLAMA_EMF_METRICS", "emf_metrics"),
         description="Print per-request CloudWatch EMF metrics to stdout: auto = only with backend=aws.")
+    prices: str = Field("", validation_alias=AliasChoices("SKYLLAMA_PRICES", "prices"),
+                        description="Prices of the usage cost estimates (console, skyllama usage): any of "
+                                    "request=,gb_second=,memory_gb=,million_tokens= in US dollars; "
+                                    "empty = the README's AWS prices (skyllama/pricing.py).")
 
     @field_validator("keep_alive", mode="before")
     @classmethod
@@ -317,6 +323,15 @@ class Settings(BaseSettings):
             return parse_duration(value)
         except InvalidDuration as e:
             raise ValueError(str(e)) from e
+
+    @field_validator("prices")
+    @classmethod
+    def _prices(cls, value: str) -> str:
+        try:
+            Prices.parse(value)
+        except InvalidPrices as e:
+            raise ValueError(str(e)) from e
+        return value
 
     @field_validator("api_version")
     @classmethod
@@ -381,6 +396,11 @@ class Settings(BaseSettings):
         if self.auth != "auto":
             return self.auth == "on"
         return self.backend == "aws" or not self.address.is_loopback
+
+    @property
+    def price_list(self) -> Prices:
+        """``SKYLLAMA_PRICES`` over the README's prices."""
+        return Prices.parse(self.prices)
 
     @property
     def emf_enabled(self) -> bool:

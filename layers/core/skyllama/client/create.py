@@ -3,7 +3,8 @@
 It does what the official ``ollama create`` does (``parser.CreateRequest`` and ``cmd.CreateHandler``):
 the Modelfile is parsed here; when ``FROM`` (or ``ADAPTER``) names a local file or directory,
 relative to the Modelfile's folder, each of its files is hashed, uploaded with
-``POST /api/blobs/<digest>`` unless the server has it (``HEAD``), and named in ``files``
+``POST /api/blobs/<digest>`` unless the server has it (``HEAD``; a large file goes straight to S3
+by presigned URLs when the server offers them, see ``blob_upload.py``), and named in ``files``
 (``adapters``) by its path inside that directory. ``FROM`` that names no local path is a model
 name. Then ``/api/create`` is sent and its progress printed. A key for a server with API keys on
 is read from ``SKYLLAMA_API_KEY``.
@@ -16,7 +17,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from ..errors import SkyllamaError
 from ..filenames import validate_file_name
 from ..modelfile import parse_modelfile
 from ..settings import Settings, SettingsError
+from .blob_upload import UploadError, error_text, upload_blob
 
 CHUNK = 1 << 20
 Say = Callable[[str], None]
@@ -140,30 +142,19 @@ def build_request(name: str, modelfile: Path, quantize: str | None = None) -> tu
     return request, uploads
 
 
-def upload_blobs(client: httpx.Client, uploads: dict[str, Path], say: Say = _say) -> None:
-    """Send each file the server lacks to ``/api/blobs/<digest>``, streamed from disk."""
+def upload_blobs(client: httpx.Client, uploads: dict[str, Path], say: Say = _say, *,
+                 s3_transport: httpx.BaseTransport | None = None) -> None:
+    """Send each file the server lacks, streamed from disk: large ones straight to S3 when the
+    server presigns (parallel parts, retried, resumable; ``client/blob_upload.py``)."""
     for digest, path in uploads.items():
         if client.head(f"/api/blobs/{digest}").status_code == 200:
             say(f"using existing file {digest}")
             continue
-        size = path.stat().st_size
-
-        def chunks(p: Path = path) -> Iterator[bytes]:
-            with p.open("rb") as f:
-                while chunk := f.read(CHUNK):
-                    yield chunk
-
-        say(f"copying file {digest} ({size} bytes)")
-        r = client.post(f"/api/blobs/{digest}", content=chunks(), headers={"Content-Length": str(size)})
-        if r.status_code not in (200, 201):
-            raise CreateError(f"uploading {path.name}: {_error_text(r)}")
-
-
-def _error_text(r: httpx.Response) -> str:
-    try:
-        return str(r.json().get("error") or r.text)
-    except (ValueError, AttributeError):
-        return r.text or f"HTTP {r.status_code}"
+        say(f"copying file {digest} ({path.stat().st_size} bytes)")
+        try:
+            upload_blob(client, digest, path, say, s3_transport=s3_transport)
+        except UploadError as e:
+            raise CreateError(f"uploading {path.name}: {e}") from None
 
 
 def stream_create(client: httpx.Client, request: dict[str, Any], say: Say = _say) -> None:
@@ -171,7 +162,7 @@ def stream_create(client: httpx.Client, request: dict[str, Any], say: Say = _say
     with client.stream("POST", "/api/create", json=request) as r:
         if r.status_code != 200:
             r.read()
-            raise CreateError(_error_text(r))
+            raise CreateError(error_text(r))
         for raw in r.iter_lines():
             if not raw.strip():
                 continue
@@ -183,7 +174,8 @@ def stream_create(client: httpx.Client, request: dict[str, Any], say: Say = _say
 
 
 def create_model(base_url: str, name: str, modelfile: Path, quantize: str | None = None, *,
-                 say: Say = _say, transport: httpx.BaseTransport | None = None) -> None:
+                 say: Say = _say, transport: httpx.BaseTransport | None = None,
+                 s3_transport: httpx.BaseTransport | None = None) -> None:
     """Upload what the Modelfile names and create ``name`` on the server at ``base_url``."""
     say("gathering model components")
     request, uploads = build_request(name, modelfile, quantize)
@@ -192,7 +184,7 @@ def create_model(base_url: str, name: str, modelfile: Path, quantize: str | None
         headers["Authorization"] = f"Bearer {key}"
     timeout = httpx.Timeout(30.0, read=None, write=None)
     with httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport) as client:
-        upload_blobs(client, uploads, say)
+        upload_blobs(client, uploads, say, s3_transport=s3_transport)
         stream_create(client, request, say)
 
 

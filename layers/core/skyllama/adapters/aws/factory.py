@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botocore.config import Config
+
 from ...ports import Clock
 from ...settings import Settings, SettingsError
 from .dynamodb_state import DynamoDBStateStore
@@ -19,6 +21,18 @@ from .s3_manifests import S3ManifestStore
 from .sqs_jobs import SqsJobQueue
 
 LAMBDA_CACHE_DIR = Path("/tmp/skyllama/blobs")  # noqa: S108 - Lambda's only writable folder
+
+# Presigned URLs must be SigV4 on the bucket's regional endpoint: botocore's defaults for S3 can
+# still hand out SigV2 query strings (AWSAccessKeyId/Signature/Expires) on the global endpoint,
+# which every bucket made since June 2020 refuses (moto and LocalStack accept them, so no local
+# engine can show it). Virtual-hosted addressing on the regional host is what AWS documents
+# for presigned URLs; us-east-1 is made regional too (its default is the global endpoint). A
+# custom endpoint (moto, LocalStack, MinIO on an IP address) takes path-style addressing.
+S3_CONFIG = Config(
+    signature_version="s3v4",
+    s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
+)
+S3_ENDPOINT_CONFIG = Config(signature_version="s3v4", s3={"addressing_style": "path"})
 
 
 @dataclass(frozen=True)
@@ -35,12 +49,13 @@ class AwsStores:
 def aws_clients(settings: Settings, session: Any | None = None) -> dict[str, Any]:
     """``s3``, ``dynamodb`` and ``sqs`` clients, at ``aws_endpoint_url`` when it is set."""
     import boto3
-    from botocore.config import Config
 
     session = session or boto3.session.Session()
     endpoint = settings.aws_endpoint_url or None
     config = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
-    return {name: session.client(name, endpoint_url=endpoint, config=config) for name in ("s3", "dynamodb", "sqs")}
+    clients = {name: session.client(name, endpoint_url=endpoint, config=config) for name in ("dynamodb", "sqs")}
+    clients["s3"] = session.client("s3", endpoint_url=endpoint, config=config.merge(S3_ENDPOINT_CONFIG if endpoint else S3_CONFIG))
+    return clients
 
 
 def cache_dir(settings: Settings) -> Path | None:
