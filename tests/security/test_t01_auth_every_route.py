@@ -24,7 +24,11 @@ from skyllama.http.policy import AUTHENTICATED, PUBLIC
 from skyllama.settings import Settings
 
 DIGEST = "sha256:" + "0" * 64
-PARAM_VALUES = {"digest": DIGEST, "model": "smollm2:135m", "name": "library/smollm2", "reference": "latest"}
+PARAM_VALUES = {"digest": DIGEST, "model": "smollm2:135m", "name": "library/smollm2", "reference": "latest",
+                "asset": "js/app.js"}
+# Public beyond the health checks: the web console's static files and config (http/ui.py), which
+# hold no data; every API call the console makes carries a key and meets the rest of the table.
+CONSOLE = {"/ui", "/ui/", "/ui/config.json", "/ui/{asset:path}"}
 EXPECTED = {
     ("/", "GET"): PUBLIC, ("/", "HEAD"): PUBLIC, ("/api/version", "GET"): PUBLIC,
     ("/api/generate", "POST"): "inference", ("/api/chat", "POST"): "inference",
@@ -93,7 +97,10 @@ def test_policy_table_covers_the_known_routes(app: FastAPI) -> None:
     for route_key, scope in EXPECTED.items():
         assert policy[route_key] == scope, route_key
     public = {k for k, v in policy.items() if v == PUBLIC}
-    assert {path for path, _m in public} <= {"/", "/api/version"}
+    assert {path for path, _m in public} <= {"/", "/api/version"} | CONSOLE
+    assert {method for path, method in public if path in CONSOLE} == {"GET", "HEAD"}
+    for method in ("GET", "POST", "DELETE"):
+        assert policy[("/api/keys" if method != "DELETE" else "/api/keys/{key_id}", method)] == "admin"
 
 
 def test_every_route_denies_without_a_valid_key(app: FastAPI, client: TestClient) -> None:

@@ -69,6 +69,9 @@ def build_parser(*, serve_only: bool = False) -> argparse.ArgumentParser:
     from .client.create import add_parser as add_create_parser
 
     add_create_parser(sub)
+    from .client.usage import add_parser as add_usage_parser
+
+    add_usage_parser(sub)
     return parser
 
 

@@ -46,6 +46,13 @@ ROUTES: list[tuple[str, str, str, str]] = [
     ("DELETE", "/api/requests/{request_id}", OWN, "cancel a generation by its X-Request-Id"),
     ("POST", "/api/blobs/{digest}/complete", OWN, "commit a presigned S3 upload after verifying it"),
     ("GET", "/metrics", OWN, "Prometheus text format"),
+    ("GET", "/api/keys", OWN, "list API keys (admin; never secrets)"),
+    ("POST", "/api/keys", OWN, "create an API key, its secret shown once (admin)"),
+    ("DELETE", "/api/keys/{key_id}", OWN, "revoke an API key (admin)"),
+    ("GET HEAD", "/ui", OWN, "the web console (redirects to `/ui/`)"),
+    ("GET HEAD", "/ui/", OWN, "the web console: chat, models, running, usage, keys"),
+    ("GET HEAD", "/ui/config.json", OWN, "the console's settings: auth on or off, prices"),
+    ("GET HEAD", "/ui/{asset}", OWN, "the console's static files, shipped in the package"),
     ("GET HEAD", "/v2/", OWN, "registry protocol (also `/v2`); skyllama serves models to other instances"),
     ("GET HEAD PUT PATCH POST DELETE", "/v2/{rest}", OWN, "manifests, blobs with Range, uploads, mount, tags"),
 ]
@@ -65,6 +72,8 @@ FIELDS: dict[str, list[tuple[str, str, str]]] = {
         ("shift", S, "default true: a full context drops half its history after `num_keep`; "
                      "false: done_reason `length`"),
         ("logprobs", S, ""), ("top_logprobs", S, "0 to 20"),
+        ("_debug_render_only", S, "the rendered prompt in `_debug_info` (one object, streamed or not); "
+                                  "the model is loaded, as Ollama does, but does not run"),
     ],
     "/api/chat": [
         ("model", S, ""), ("messages", S, "roles system/user/assistant/tool; tool_name, tool_call_id"),
@@ -72,6 +81,7 @@ FIELDS: dict[str, list[tuple[str, str, str]]] = {
         ("stream", S, ""), ("format", S, "`json` or a JSON schema"), ("options", S, ""),
         ("keep_alive", S, ""), ("think", S, ""), ("truncate", S, "drops the oldest messages to fit"),
         ("shift", P, "as on /api/generate"), ("logprobs", S, ""), ("top_logprobs", S, ""),
+        ("_debug_render_only", S, "as on /api/generate: system, tools and the model's MESSAGEs rendered"),
     ],
     "/api/embed": [
         ("model", S, ""), ("input", S, "string or list, batched"), ("truncate", S, "false + too long: 400"),

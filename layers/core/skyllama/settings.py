@@ -21,6 +21,7 @@ from .durations import parse_duration
 from .errors import InvalidDuration
 from .keep_alive import KeepAlive
 from .names import ModelName
+from .pricing import InvalidPrices, Prices
 
 DEFAULT_PORT = 11434
 
@@ -300,6 +301,10 @@ class Settings(BaseSettings):
     emf_metrics: Literal["auto", "on", "off"] = Field(
         "auto", validation_alias=AliasChoices("SKYLLAMA_EMF_METRICS", "emf_metrics"),
         description="Print per-request CloudWatch EMF metrics to stdout: auto = only with backend=aws.")
+    prices: str = Field("", validation_alias=AliasChoices("SKYLLAMA_PRICES", "prices"),
+                        description="Prices of the usage cost estimates (console, skyllama usage): any of "
+                                    "request=,gb_second=,memory_gb=,million_tokens= in US dollars; "
+                                    "empty = the README's AWS prices (skyllama/pricing.py).")
 
     @field_validator("keep_alive", mode="before")
     @classmethod
@@ -318,6 +323,15 @@ class Settings(BaseSettings):
             return parse_duration(value)
         except InvalidDuration as e:
             raise ValueError(str(e)) from e
+
+    @field_validator("prices")
+    @classmethod
+    def _prices(cls, value: str) -> str:
+        try:
+            Prices.parse(value)
+        except InvalidPrices as e:
+            raise ValueError(str(e)) from e
+        return value
 
     @field_validator("api_version")
     @classmethod
@@ -382,6 +396,11 @@ class Settings(BaseSettings):
         if self.auth != "auto":
             return self.auth == "on"
         return self.backend == "aws" or not self.address.is_loopback
+
+    @property
+    def price_list(self) -> Prices:
+        """``SKYLLAMA_PRICES`` over the README's prices."""
+        return Prices.parse(self.prices)
 
     @property
     def emf_enabled(self) -> bool:

@@ -20,6 +20,7 @@ from ..services.models.sweep import start_sweeper
 from ..settings import Settings, parse_model_map
 from .anthropic import routes as anthropic
 from .auth import AuthMiddleware
+from .content_type import JsonCharsetMiddleware
 from .errors import install_error_handlers
 from .limits import install_body_limits
 from .metering import MeteringMiddleware
@@ -29,10 +30,11 @@ from .openai import routes as openai
 from .openapi import install_openapi
 from .origins import install_cors, install_host_check
 from .request_ids import RequestIdMiddleware
-from .routes import blobs, cancel, inference, models, root
+from .routes import blobs, cancel, inference, keys, models, root
+from .ui import router as console
 
 ROUTERS = (root.router, models.router, blobs.router, inference.router, openai.router, anthropic.router,
-           cancel.router, usage, metrics)
+           cancel.router, usage, metrics, keys.router, console)
 
 
 def _control_routers() -> tuple[APIRouter, ...]:
@@ -83,4 +85,5 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
     app.add_middleware(RequestIdMiddleware, cancels=rt.cancels)  # X-Request-Id, even for refused requests
     install_cors(app, rt.settings)
     install_host_check(app, rt.settings)  # outermost: refuse rebinding hosts before anything else
+    app.add_middleware(JsonCharsetMiddleware)  # gin's "application/json; charset=utf-8", on every answer
     return app

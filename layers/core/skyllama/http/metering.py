@@ -227,15 +227,18 @@ async def usage(request: Request, rt: Rt, days: int = Query(7, ge=1, le=90),
                 key: str | None = Query(None, max_length=100)) -> dict[str, Any]:
     """Usage of one API key by UTC day and model (skyllama's own route).
 
-    ``key`` defaults to the caller's key; only ``admin`` keys may name another key.
+    ``key`` defaults to the caller's key; only ``admin`` keys may name another key. ``quotas``
+    (the key's rpm and tokens_per_day) and ``tokens_today`` (what the daily quota counts) tell how
+    close the key is to a 429.
     """
     principal: Principal = request.scope.get("state", {}).get("principal") or ANONYMOUS
     key_id = key or principal.key_id
-    owner = principal.owner
+    owner, quotas = principal.owner, dict(principal.quotas)
     if key_id != principal.key_id:
         if not principal.is_admin:
             raise Forbidden("forbidden")
         record = await run_in_threadpool(rt.keys.get_key, key_id)
-        owner = record["owner"] if record else ""
+        owner, quotas = (record["owner"], dict(record.get("quotas") or {})) if record else ("", {})
     summary = await run_in_threadpool(rt.meter.summary, key_id, days)
-    return {"key": key_id, "owner": owner, "days": summary}
+    today = await run_in_threadpool(rt.meter.tokens_today, key_id)
+    return {"key": key_id, "owner": owner, "days": summary, "quotas": quotas, "tokens_today": today}

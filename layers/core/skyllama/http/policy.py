@@ -65,6 +65,15 @@ POLICY: tuple[Rule, ...] = (
     Rule(GET, "/docs", AUTHENTICATED),
     Rule(GET, "/docs/oauth2-redirect", AUTHENTICATED),
     Rule(GET, "/openapi.json", AUTHENTICATED),
+    Rule(GET, "/api/keys", "admin"),
+    Rule(POST, "/api/keys", "admin"),
+    Rule(frozenset({"DELETE"}), "/api/keys/*", "admin"),
+    # The web console (http/ui.py): static files and its config hold no data; every API call the
+    # console makes carries the key and meets the rules above.
+    Rule(GET, "/ui", PUBLIC),
+    Rule(GET, "/ui/", PUBLIC),
+    Rule(GET, "/ui/config.json", PUBLIC),
+    Rule(GET, "/ui/{asset:path}", PUBLIC),
 )
 
 
