@@ -72,8 +72,6 @@ FIELDS: dict[str, list[tuple[str, str, str]]] = {
         ("shift", S, "default true: a full context drops half its history after `num_keep`; "
                      "false: done_reason `length`"),
         ("logprobs", S, ""), ("top_logprobs", S, "0 to 20"),
-        ("_debug_render_only", S, "the rendered prompt in `_debug_info` (one object, streamed or not); "
-                                  "the model is loaded, as Ollama does, but does not run"),
     ],
     "/api/chat": [
         ("model", S, ""), ("messages", S, "roles system/user/assistant/tool; tool_name, tool_call_id"),
@@ -81,7 +79,6 @@ FIELDS: dict[str, list[tuple[str, str, str]]] = {
         ("stream", S, ""), ("format", S, "`json` or a JSON schema"), ("options", S, ""),
         ("keep_alive", S, ""), ("think", S, ""), ("truncate", S, "drops the oldest messages to fit"),
         ("shift", P, "as on /api/generate"), ("logprobs", S, ""), ("top_logprobs", S, ""),
-        ("_debug_render_only", S, "as on /api/generate: system, tools and the model's MESSAGEs rendered"),
     ],
     "/api/embed": [
         ("model", S, ""), ("input", S, "string or list, batched"), ("truncate", S, "false + too long: 400"),
