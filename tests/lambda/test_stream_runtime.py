@@ -230,7 +230,7 @@ def test_bad_request_is_a_4xx_json_error(runtime: FakeRuntimeApi) -> None:
         http_event("function-url", "POST", "/api/generate", body={"prompt": "no model"})
     ).wait()
     prelude, body, _ = split(outcome)
-    assert prelude["statusCode"] == 400 and prelude["headers"]["content-type"] == "application/json"
+    assert prelude["statusCode"] == 400 and prelude["headers"]["content-type"] == "application/json; charset=utf-8"
     assert json.loads(body)["error"]
     missing = runtime.invoke(
         http_event(

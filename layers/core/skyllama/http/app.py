@@ -20,6 +20,7 @@ from ..services.models.sweep import start_sweeper
 from ..settings import Settings, parse_model_map
 from .anthropic import routes as anthropic
 from .auth import AuthMiddleware
+from .content_type import JsonCharsetMiddleware
 from .errors import install_error_handlers
 from .limits import install_body_limits
 from .metering import MeteringMiddleware
@@ -84,4 +85,5 @@ def create_app(runtime: Runtime | None = None, *, settings: Settings | None = No
     app.add_middleware(RequestIdMiddleware, cancels=rt.cancels)  # X-Request-Id, even for refused requests
     install_cors(app, rt.settings)
     install_host_check(app, rt.settings)  # outermost: refuse rebinding hosts before anything else
+    app.add_middleware(JsonCharsetMiddleware)  # gin's JSON content type, on every answer (the checks' too)
     return app

@@ -2,7 +2,9 @@
 
 - CORS: the origins Ollama always allows (localhost, 127.0.0.1 and 0.0.0.0 on any port, and the
   app/file/tauri/vscode schemes) plus OLLAMA_ORIGINS. Credentials are never allowed, so a ``*``
-  never combines with cookies, and an origin is echoed back only when it matched the list.
+  never combines with cookies, and an origin is echoed back only when it matched the list. The
+  headers are gin-contrib/cors's (v1.7.2, Ollama's): a preflight (any ``OPTIONS`` from an allowed
+  page) is a bodiless 204 with the methods, the headers and a 12-hour ``Access-Control-Max-Age``.
 - Origin (T-34, CSRF): a request whose ``Origin`` header is present and not allowed is refused with
   403 on every method before anything else runs, as Ollama's gin-contrib/cors does. CORS alone only
   hides answers from a page; it does not stop a "simple" request (a form or ``text/plain`` POST,
@@ -23,8 +25,8 @@ import re
 import socket
 
 from fastapi import FastAPI
-from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..settings import Settings
 
@@ -40,12 +42,20 @@ DEFAULT_ORIGIN_PATTERNS = [
     r"vscode-file://.*",
 ]
 
+# Ollama's AllowHeaders in its order, then skyllama's own (the request id, Anthropic's SDK headers)
 ALLOWED_HEADERS = ["Authorization", "Content-Type", "User-Agent", "Accept", "X-Requested-With",
-                   "OpenAI-Beta", "x-stainless-arch", "x-stainless-lang", "x-stainless-os",
-                   "x-stainless-package-version", "x-stainless-retry-count", "x-stainless-runtime",
-                   "x-stainless-runtime-version", "x-stainless-async", "x-stainless-helper-method",
-                   "x-stainless-poll-helper", "x-stainless-custom-poll-interval", "x-stainless-timeout",
+                   "OpenAI-Beta", "x-stainless-arch", "x-stainless-async", "x-stainless-custom-poll-interval",
+                   "x-stainless-helper-method", "x-stainless-lang", "x-stainless-os",
+                   "x-stainless-package-version", "x-stainless-poll-helper", "x-stainless-retry-count",
+                   "x-stainless-runtime", "x-stainless-runtime-version", "x-stainless-timeout",
                    "X-Request-Id", "anthropic-version", "x-api-key"]
+ALLOWED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]  # gin-contrib/cors's default
+MAX_AGE = 12 * 3600  # gin-contrib/cors's default: browsers keep a preflight's answer 12 hours
+
+
+def canonical_header(name: str) -> str:
+    """Go's ``http.CanonicalHeaderKey``: ``x-stainless-os`` -> ``X-Stainless-Os``."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
 def origin_regex(extra: str) -> tuple[str, bool]:
@@ -92,18 +102,60 @@ class OriginCheckMiddleware:
         await self.app(scope, receive, send)
 
 
+class CorsMiddleware:
+    """gin-contrib/cors's answers, for requests the origin check let through: every ``OPTIONS``
+    from another page is answered here, 204 with the preflight headers; any other request gets
+    ``Access-Control-Allow-Origin`` and ``Vary: Origin`` on its answer. A request without
+    ``Origin``, or from this server's own origin, is no CORS request and passes untouched."""
+
+    def __init__(self, app: ASGIApp, wildcard: bool) -> None:
+        self.app = app
+        self.wildcard = wildcard
+        vary = [] if wildcard else [("vary", "Origin"), ("vary", "Access-Control-Request-Method"),
+                                    ("vary", "Access-Control-Request-Headers")]
+        self.preflight = [("access-control-allow-methods", ",".join(ALLOWED_METHODS)),
+                          ("access-control-allow-headers", ",".join(canonical_header(h) for h in ALLOWED_HEADERS)),
+                          ("access-control-max-age", str(MAX_AGE)), *vary]
+        self.normal = [("access-control-expose-headers", "X-Request-Id"),
+                       *([] if wildcard else [("vary", "Origin")])]
+
+    def _allow_origin(self, origin: str) -> tuple[str, str]:
+        return ("access-control-allow-origin", "*" if self.wildcard else origin)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers", [])
+        origin = next((v.decode("latin-1") for k, v in headers if k == b"origin"), "")
+        host = next((v.decode("latin-1") for k, v in headers if k == b"host"), "")
+        if not origin or origin in (f"http://{host}", f"https://{host}"):
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":
+            answer = [*self.preflight, self._allow_origin(origin)]
+            await send({"type": "http.response.start", "status": 204,
+                        "headers": [(k.encode(), v.encode("latin-1")) for k, v in answer]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                out = MutableHeaders(scope=message)
+                for key, value in [*self.normal, self._allow_origin(origin)]:
+                    if key == "vary":
+                        out.add_vary_header(value)
+                    else:
+                        out[key] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+
 def install_cors(app: FastAPI, settings: Settings) -> None:
     """CORS headers for allowed origins and, outside them, the 403 for every other origin."""
     regex, wildcard = origin_regex(settings.origins)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=["*"] if wildcard else [],
-        allow_origin_regex=None if wildcard else regex,
-        allow_credentials=False,
-        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
-        allow_headers=ALLOWED_HEADERS,
-        expose_headers=["X-Request-Id"],
-    )
+    app.add_middleware(CorsMiddleware, wildcard=wildcard)
     app.add_middleware(OriginCheckMiddleware, regex=regex, wildcard=wildcard)  # added last: runs first
 
 
