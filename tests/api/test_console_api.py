@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,14 @@ def keyed(demo_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def bearer(server: RunningServer, *scopes: str, owner: str = "alice", **quotas: int) -> tuple[dict[str, str], str]:
     secret, record = server.runtime.keys.create_key(name="t", owner=owner, scopes=list(scopes), **quotas)
     return {"Authorization": f"Bearer {secret}"}, record["id"]
+
+
+def settled(server: RunningServer, key_id: str, count: int) -> None:
+    """Usage is recorded once the last byte is sent: the client may be a moment ahead."""
+    deadline = time.monotonic() + 10
+    while len(server.runtime.meter.records(key_id)) < count:
+        assert time.monotonic() < deadline, f"{key_id}: fewer than {count} usage records"
+        time.sleep(0.02)
 
 
 def test_the_console_is_served_with_a_strict_csp(server: RunningServer) -> None:
@@ -134,6 +143,7 @@ def test_usage_tells_the_quota_and_todays_tokens(keyed: RunningServer) -> None:
     headers, key_id = bearer(keyed, "inference", owner="carol", tokens_per_day=10_000, rpm=100)
     client = ollama.Client(host=keyed.url, headers=headers)
     client.chat(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    settled(keyed, key_id, 1)
     mine = httpx.get(keyed.url + "/api/usage", headers=headers).json()
     (row,) = mine["days"][0]["models"]
     assert mine["quotas"] == {"tokens_per_day": 10_000, "rpm": 100}
@@ -160,6 +170,7 @@ def test_skyllama_usage_prints_a_table_with_the_estimated_cost(keyed: RunningSer
     for _ in range(2):
         client.generate(model=MODEL, prompt="hello")
     client.embed(model="all-minilm", input=["a", "b", "c"])
+    settled(keyed, record["id"], 3)
     code, out, _err = run_cli(monkeypatch, capsys, keyed, secret, "--json")
     assert code == 0
     doc = json.loads(out)
@@ -193,6 +204,7 @@ def test_skyllama_usage_prints_a_table_with_the_estimated_cost(keyed: RunningSer
 def test_skyllama_usage_with_auth_off(demo_fake_server: RunningServer, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     ollama.Client(host=demo_fake_server.url).generate(model=MODEL, prompt="hi")
+    settled(demo_fake_server, "anonymous", 1)
     code, out, _err = run_cli(monkeypatch, capsys, demo_fake_server, None, "--days", "1")
     assert code == 0 and "anonymous" in out and MODEL in out
     buffer = io.StringIO(out)
