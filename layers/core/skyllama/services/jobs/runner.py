@@ -131,15 +131,35 @@ def submit_or_attach(jobs: JobServices, job_type: str, request: dict[str, Any], 
 async def follow_job(state: StateStore, job_id: str, *, timeout: float, announce: bool = True) -> AsyncIterator[Event]:
     """The job's progress for an API response: its events, ending with ``success``, or (after
     ``timeout``) a line telling the client to send the same request again to keep following.
-    ``announce`` first sends a line naming the job (not for pull and push, whose lines are Ollama's)."""
+    ``announce`` first sends a line naming the job and its state as recorded (``queued``, or
+    ``running`` for a client that rejoins a job a worker has started; not for pull and push,
+    whose lines are Ollama's)."""
     if announce:
-        yield {"status": f"job {job_id} queued", "job": job_id}
+        record = await asyncio.to_thread(get_job, state, job_id)
+        yield {"status": f"job {job_id} {record.get('status') or 'queued'}", "job": job_id}
     try:
         async for event in wait_for_job(state, job_id, timeout=timeout):
             yield event
     except TimeoutError:
         yield {"status": f"job {job_id} is still running: send the same request again to follow it",
                "job": job_id}
+
+
+class PoisonMessage(BadRequest):
+    """A queue message that is not a job (``"Test message."``, a hand-sent body): the worker
+    reports it as a failed item, so SQS redelivers it and, after its retries, moves it to the DLQ."""
+
+
+def parse_message(body: str) -> dict[str, Any]:
+    """A job message (``{"id", "type", "step"?}``) from an SQS body, or :class:`PoisonMessage`."""
+    try:
+        job = json.loads(body)
+    except ValueError:
+        raise PoisonMessage(f"not a job message (not JSON): {body[:80]!r}") from None
+    if not isinstance(job, dict) or not isinstance(job.get("id"), str) or not job["id"] \
+            or not isinstance(job.get("type"), str) or not isinstance(job.get("step", ""), str | None):
+        raise PoisonMessage(f"not a job message (needs string 'id' and 'type'): {body[:80]!r}")
+    return job
 
 
 def get_job(state: StateStore, job_id: str) -> dict[str, Any]:
