@@ -113,7 +113,11 @@ def test_embedding_request() -> None:
 
     assert embed(input="")["input"] == [""]
     assert embed(input=["a", "b"], dimensions=8) == {"model": "m", "input": ["a", "b"], "dimensions": 8}
-    for bad in ({"input": None}, {"input": []}, {"input": [1, 2]}, {"input": "x", "encoding_format": "hex"}):
+    # token arrays (OpenAI's form) go to the service as ids under ``tokens``
+    assert embed(input=[1, 2])["tokens"] == [[1, 2]]
+    assert embed(input=[[1, 2], [3]]) == {"model": "m", "input": None, "tokens": [[1, 2], [3]], "dimensions": None}
+    for bad in ({"input": None}, {"input": []}, {"input": [1, "a"]}, {"input": [[1], []]}, {"input": [[1, "a"]]},
+                {"input": [True, 2]}, {"input": "x", "encoding_format": "hex"}):
         with pytest.raises(BadRequest):
             embed(**bad)
 

@@ -33,9 +33,12 @@ ROUTES: list[tuple[str, str, str, str]] = [
     ("POST", "/api/experimental/web_search", N, "proxies ollama.com: not applicable"),
     ("POST", "/api/experimental/web_fetch", N, "proxies ollama.com: not applicable"),
     ("GET", "/api/experimental/model-recommendations", N, "ollama.com catalogue: not applicable"),
-    ("POST", "/v1/chat/completions", S, "SSE, tools, response_format; no tool_choice, logprobs, n"),
+    ("POST", "/v1/chat/completions", S, "SSE, tools, response_format, logprobs and top_logprobs, "
+                                        "`_debug_render_only`; `n` and `tool_choice` ignored, as Ollama "
+                                        "ignores them (one choice; the model decides whether to call a tool)"),
     ("POST", "/v1/completions", S, "string prompt, suffix"),
-    ("POST", "/v1/embeddings", S, "float and base64, dimensions"),
+    ("POST", "/v1/embeddings", S, "float and base64, dimensions; token-array input (the model's own ids; "
+                                  "Ollama answers `invalid input type`)"),
     ("GET", "/v1/models", S, ""),
     ("GET", "/v1/models/{model}", S, ""),
     ("POST", "/v1/messages", S, "Anthropic Messages, streamed and not, tools"),
@@ -72,6 +75,8 @@ FIELDS: dict[str, list[tuple[str, str, str]]] = {
         ("shift", S, "default true: a full context drops half its history after `num_keep`; "
                      "false: done_reason `length`"),
         ("logprobs", S, ""), ("top_logprobs", S, "0 to 20"),
+        ("_debug_render_only", S, "the rendered prompt in `_debug_info` (one object, streamed or not); "
+                                  "the model is loaded, as Ollama does, but does not run"),
     ],
     "/api/chat": [
         ("model", S, ""), ("messages", S, "roles system/user/assistant/tool; tool_name, tool_call_id"),
@@ -79,6 +84,7 @@ FIELDS: dict[str, list[tuple[str, str, str]]] = {
         ("stream", S, ""), ("format", S, "`json` or a JSON schema"), ("options", S, ""),
         ("keep_alive", S, ""), ("think", S, ""), ("truncate", S, "drops the oldest messages to fit"),
         ("shift", P, "as on /api/generate"), ("logprobs", S, ""), ("top_logprobs", S, ""),
+        ("_debug_render_only", S, "as on /api/generate: system, tools and the model's MESSAGEs rendered"),
     ],
     "/api/embed": [
         ("model", S, ""), ("input", S, "string or list, batched"), ("truncate", S, "false + too long: 400"),

@@ -196,7 +196,8 @@ def from_chat_request(req: Any) -> Event:
             options[name] = getattr(req, name)
     body: Event = {"model": req.model, "messages": chat_messages(req.messages), "options": options,
                    "stream": bool(req.stream), "format": response_format(req.response_format),
-                   "tools": req.tools or None, "think": think_value(req)}
+                   "tools": req.tools or None, "think": think_value(req), "logprobs": bool(req.logprobs),
+                   "top_logprobs": req.top_logprobs or 0, "_debug_render_only": req.debug_render_only}
     return body
 
 
@@ -217,8 +218,26 @@ def from_completion_request(req: Any) -> Event:
             "stream": bool(req.stream)}
 
 
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def token_arrays(inputs: Any) -> list[list[int]] | None:
+    """OpenAI's token-array ``input`` (``[1, 2]`` or ``[[1, 2], [3]]``) as lists of ids; None
+    when ``inputs`` is text. (Ollama answers ``invalid input type`` to these; skyllama embeds them.)"""
+    if not isinstance(inputs, list) or not inputs:
+        return None
+    if all(_is_token(i) for i in inputs):
+        return [list(inputs)]
+    if all(isinstance(i, list) for i in inputs):
+        if not all(i and all(_is_token(t) for t in i) for i in inputs):
+            raise BadRequest("invalid input type" if all(inputs) else "invalid input")
+        return [list(i) for i in inputs]
+    return None
+
+
 def from_embedding_request(req: Any) -> Event:
-    """``/v1/embeddings`` → the body of an ``/api/embed`` request."""
+    """``/v1/embeddings`` → the body of an ``/api/embed`` request (token arrays under ``tokens``)."""
     fmt = req.encoding_format
     if fmt and fmt.lower() not in ("float", "base64"):
         raise BadRequest(f"Invalid value for 'encoding_format' = {fmt}. Supported values: ['float', 'base64'].")
@@ -227,6 +246,9 @@ def from_embedding_request(req: Any) -> Event:
         inputs = [""]
     if inputs is None or inputs == [] or not isinstance(inputs, str | list):
         raise BadRequest("invalid input")
+    tokens = token_arrays(inputs)
+    if tokens is not None:
+        return {"model": req.model, "input": None, "tokens": tokens, "dimensions": req.dimensions}
     if isinstance(inputs, list) and not all(isinstance(i, str) for i in inputs):
         raise BadRequest("invalid input type")
     return {"model": req.model, "input": inputs, "dimensions": req.dimensions}
@@ -273,9 +295,19 @@ def to_chat_completion(cid: str, merged: Event) -> Event:
         out_message["reasoning"] = message["thinking"]
     if calls:
         out_message["tool_calls"] = calls
+    choice: Event = {"index": 0, "message": out_message, "finish_reason": reason}
+    if merged.get("logprobs"):
+        choice["logprobs"] = {"content": merged["logprobs"]}
     return {"id": cid, "object": "chat.completion", "created": created_of(merged), "model": merged.get("model"),
+            "system_fingerprint": FINGERPRINT, "choices": [choice], "usage": usage(merged)}
+
+
+def to_debug_completion(cid: str, model: str, info: Event) -> Event:
+    """``_debug_render_only``: Ollama's empty completion carrying ``_debug_info``."""
+    return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "system_fingerprint": FINGERPRINT,
-            "choices": [{"index": 0, "message": out_message, "finish_reason": reason}], "usage": usage(merged)}
+            "choices": [{"index": 0, "message": {"role": "", "content": ""}, "finish_reason": None}],
+            "usage": usage({}), "_debug_info": info}
 
 
 class ChatStream:
@@ -290,10 +322,12 @@ class ChatStream:
         self.first_sent = False
         self.tool_call_sent = False
 
-    def _chunk(self, model: Any, delta: Event, reason: str | None = None) -> Event:
+    def _chunk(self, model: Any, delta: Event, reason: str | None = None, logprobs: Any = None) -> Event:
+        choice: Event = {"index": 0, "delta": delta, "finish_reason": reason}
+        if logprobs:
+            choice["logprobs"] = {"content": logprobs}
         return {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": model,
-                "system_fingerprint": FINGERPRINT,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": reason}]}
+                "system_fingerprint": FINGERPRINT, "choices": [choice]}
 
     def chunks(self, event: Event) -> list[Event]:
         """The chunks for one event (none for a metrics-only final event after content)."""
@@ -303,20 +337,23 @@ class ChatStream:
         content, thinking = message.get("content", ""), message.get("thinking", "")
         calls = tool_calls(message.get("tool_calls") or [])
         model = event.get("model")
+        logprobs = event.get("logprobs")  # on the event's first chunk, as Ollama's ToStreamChunks
         out = []
-        if not (event.get("done") and self.first_sent and not content and not thinking and not calls):
+        if not (event.get("done") and self.first_sent and not content and not thinking and not calls
+                and not logprobs):
             role = {"role": "assistant"} if not self.first_sent else {}
             if thinking and (content or calls):
-                out.append(self._chunk(model, {**role, "content": "", "reasoning": thinking}))
+                out.append(self._chunk(model, {**role, "content": "", "reasoning": thinking}, logprobs=logprobs))
                 role = {}
                 thinking = ""
+                logprobs = None
             delta: Event = {**role, "content": content}
             if thinking:
                 delta["reasoning"] = thinking
             if calls:
                 delta["tool_calls"] = calls
                 self.tool_call_sent = True
-            out.append(self._chunk(model, delta))
+            out.append(self._chunk(model, delta, logprobs=logprobs))
             self.first_sent = True
         if event.get("done"):
             reason = event.get("done_reason") or "stop"

@@ -32,6 +32,7 @@ from ..routes.inference import (
     chat_chunk,
     chat_command,
     chat_result,
+    debug_info,
     embed_inputs,
     generate_chunk,
     generate_command,
@@ -108,6 +109,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, infere
                            handle: CancelHandle) -> Response:
     req = ChatRequest.model_validate(compat.from_chat_request(body))
     cid = compat.new_id("chatcmpl")
+    if req.debug_render_only:  # the whole (empty) completion with `_debug_info`, streamed or not
+        rendered = await inference.render(chat_command(req, who, handle))
+        return JSONResponse(compat.to_debug_completion(cid, req.model, debug_info(rendered)))
     events = inference.chat(chat_command(req, who, handle))
     if not body.stream:
         merged = chat_result(req.model, await _result(request, events))
@@ -132,10 +136,11 @@ async def completions(body: CompletionRequest, request: Request, inference: Inf,
 
 @router.post("/v1/embeddings")
 async def embeddings(body: EmbeddingRequest, inference: Inf, who: Who) -> Response:
-    req = EmbedRequest.model_validate(compat.from_embedding_request(body))
+    translated = compat.from_embedding_request(body)
+    req = EmbedRequest.model_validate(translated)
     result = await inference.embed(Embed(model=req.model, caller=who, options=req.options, keep_alive=req.keep_alive,
                                          inputs=embed_inputs(req.input), truncate=req.truncate,
-                                         dimensions=req.dimensions))
+                                         dimensions=req.dimensions, token_inputs=translated.get("tokens")))
     ollama = {"model": req.model, "embeddings": result.vectors, "prompt_eval_count": result.prompt_eval_count}
     return JSONResponse(compat.to_embedding_list(body.model, ollama, body.encoding_format))
 

@@ -1,8 +1,8 @@
 """OpenAI's wire types for the ``/v1`` routes, as Ollama accepts them (``openai/openai.go``).
 
-Unknown fields (``n``, ``user``, ``logit_bias``, ``tool_choice``, ``logprobs`` ...) are ignored, as
-Go's decoder ignores them; the translation to Ollama requests lives in
-``skyllama.services.openai_compat``.
+Unknown fields (``n``, ``user``, ``logit_bias``, ``tool_choice`` ...) are ignored, as Go's decoder
+ignores them in Ollama (one choice; the model decides whether to call a tool); the translation to
+Ollama requests lives in ``http/openai/compat.py``, the Responses API's in ``http/openai/responses.py``.
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ class ChatCompletionRequest(_Sampling):
     tools: list[dict[str, Any]] | None = None
     reasoning: dict[str, Any] | None = Field(None, description='`{"effort": "low"|"medium"|"high"|"none"}`.')
     reasoning_effort: str | None = None
+    logprobs: bool | None = Field(None, description="Each output token's log-probability in `choices[].logprobs`.")
+    top_logprobs: int | None = Field(None, description="0-20 alternatives per token (400 outside).")
+    debug_render_only: bool = Field(False, alias="_debug_render_only",
+                                    description="Return the rendered prompt in `_debug_info`; the model does not run.")
 
 
 class CompletionRequest(_Sampling):
@@ -68,7 +72,8 @@ class CompletionRequest(_Sampling):
 
 
 class EmbeddingRequest(_Wire):
-    """``POST /v1/embeddings``: a string or a list of strings."""
+    """``POST /v1/embeddings``: a string, a list of strings, a token array (the model's own token
+    ids) or a list of token arrays."""
 
     model: str
     input: Any = None

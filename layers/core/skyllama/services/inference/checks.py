@@ -124,6 +124,8 @@ def check_think(command: Sampled, prep: Prepared, name: str) -> tuple[bool | str
         raise BadRequest(f'invalid think value: "{think}" (must be "high", "medium", "low", true, or false)')
     capable = "thinking" in prep.capabilities
     if think not in (None, False) and not capable:
+        if isinstance(command, Chat) and command.relax_think:  # Ollama relaxes it to nil for Anthropic clients
+            return None, None
         raise BadRequest(f'"{name}" does not support thinking')
     if think is None and capable:
         think = True
@@ -131,6 +133,28 @@ def check_think(command: Sampled, prep: Prepared, name: str) -> tuple[bool | str
         return think, None
     tags = describe_template(prep.model.template)["thinking_tags"] if prep.model.template else None
     return think, tuple(tags) if tags else ("<think>", "</think>")
+
+
+def check_token_inputs(inputs: list[list[int]], vocab_size: int | None, max_tokens: int) -> None:
+    """Token-array embedding inputs: lists of the model's own token ids. An id outside the
+    vocabulary aborts llama.cpp when it is detokenized (T-31), so each is checked first."""
+    high = vocab_size - 1 if vocab_size else None
+    for tokens in inputs:
+        if len(tokens) > max_tokens:
+            raise BadRequest(f"input has {len(tokens)} tokens, more than the limit {max_tokens}")
+        for token in tokens:
+            if isinstance(token, bool) or not isinstance(token, int):
+                raise BadRequest("invalid input type")
+            if token < 0 or (high is not None and token > high):
+                limit = f"between 0 and {high}" if high is not None else "0 or more"
+                raise BadRequest(f"input token {token} is outside the model's vocabulary (ids are {limit})")
+
+
+def fired_stop(text: str, stops: list[str]) -> str | None:
+    """The stop string that ended a generation whose raw output is ``text``: the engine cuts at
+    the first occurrence of any of them, so the earliest found (the first listed on a tie)."""
+    hits = [(text.find(stop), i, stop) for i, stop in enumerate(stops) if stop and stop in text]
+    return min(hits)[2] if hits else None
 
 
 def check_logprobs(command: Sampled) -> dict[str, Any]:

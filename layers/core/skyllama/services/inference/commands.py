@@ -61,6 +61,8 @@ class Chat(Sampled):
 
     messages: list[Message] = field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
+    # Anthropic's front: thinking asked of a model without it is dropped, not refused (Ollama's relax_thinking)
+    relax_think: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class Embed(Request):
     inputs: list[str] = field(default_factory=list)
     truncate: bool = True
     dimensions: int | None = None
+    token_inputs: list[list[int]] | None = None  # OpenAI's token-array input, in the model's own token ids
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class Piece:
     thinking: str = ""
     tool_calls: tuple[dict[str, Any], ...] = ()
     logprobs: tuple[dict[str, Any], ...] = ()
+    prompt_tokens: int | None = None  # on a chat's first piece: what a stream's header reports (Anthropic)
 
     def __bool__(self) -> bool:
         return bool(self.text or self.thinking or self.tool_calls or self.logprobs)
@@ -115,6 +119,7 @@ class Done:
     last: Piece = Piece()
     timings: Timings | None = None
     context: list[int] | None = None
+    stop_sequence: str | None = None  # the stop string that ended it (reason ``stop``), if one did
 
 
 Event = Piece | Done
@@ -143,6 +148,16 @@ class Result:
         return cls(text="".join(p.text for p in pieces), thinking="".join(p.thinking for p in pieces),
                    tool_calls=[c for p in pieces for c in p.tool_calls],
                    logprobs=[lp for p in pieces for lp in p.logprobs], done=done)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What a generate or chat command would send the model, without running it
+    (``_debug_render_only``, Anthropic's ``count_tokens``): the prompt and its token count."""
+
+    prompt: str
+    tokens: int
+    image_count: int = 0
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,25 @@ from .checks import (
     check_logprobs,
     check_prompt_size,
     check_think,
+    check_token_inputs,
     context_tail,
+    fired_stop,
     prepare,
     require,
 )
-from .commands import Chat, Done, Embed, Embeddings, Event, Generate, LegacyEmbed, Piece, Request, Timings
+from .commands import (
+    Chat,
+    Done,
+    Embed,
+    Embeddings,
+    Event,
+    Generate,
+    LegacyEmbed,
+    Piece,
+    Rendered,
+    Request,
+    Timings,
+)
 from .prompts import chat_prompt, generate_prompt
 from .scheduler import Lease, Scheduler
 from .worker import in_worker
@@ -63,9 +77,8 @@ class Inference:
 
     # -- generate ---------------------------------------------------------------------------------
 
-    async def generate(self, command: Generate) -> AsyncGenerator[Event, None]:
-        """Text pieces, then :class:`Done` with the figures and ``context``."""
-        started = time.perf_counter_ns()
+    async def _generate_plan(self, command: Generate) -> tuple[Prepared, bool | str | None, Any, dict[str, Any]]:
+        """Every check of a generate command (a 400 before any model loads): what it runs with."""
         name = command.model
         check_caps(self.settings, command)
         if command.raw and (command.template or command.system or command.context):
@@ -80,7 +93,12 @@ class Inference:
         if command.suffix and not command.raw:
             require(prep, name, "insert")
         think, tags = check_think(command, prep, name)
-        logprobs = check_logprobs(command)
+        return prep, think, tags, check_logprobs(command)
+
+    async def generate(self, command: Generate) -> AsyncGenerator[Event, None]:
+        """Text pieces, then :class:`Done` with the figures and ``context``."""
+        started = time.perf_counter_ns()
+        prep, think, tags, logprobs = await self._generate_plan(command)
         if not command.prompt and not command.suffix:
             yield await self._load_or_unload(prep)
             return
@@ -95,7 +113,8 @@ class Inference:
             async for item in _generation(lease.context, tokens, prep, logprobs, command.cancel):
                 if isinstance(item, Generated):
                     context = None if command.raw else tokens + item.tokens
-                    yield self._done(item, lease, started, command.cancel, split.finish(), context)
+                    stop = await self._stop_of(item, lease, prep)
+                    yield self._done(item, lease, started, command.cancel, split.finish(), context, stop)
                 else:
                     piece = split.feed(item)
                     if piece:
@@ -103,9 +122,8 @@ class Inference:
 
     # -- chat -------------------------------------------------------------------------------------
 
-    async def chat(self, command: Chat) -> AsyncGenerator[Event, None]:
-        """Content and tool-call pieces, then :class:`Done` with the figures."""
-        started = time.perf_counter_ns()
+    async def _chat_plan(self, command: Chat) -> tuple[Prepared, bool | str | None, Any, dict[str, Any]]:
+        """Every check of a chat command (a 400 before any model loads): what it runs with."""
         name = command.model
         check_caps(self.settings, command)
         prep = await self._prepare(command, command.format)
@@ -116,44 +134,81 @@ class Inference:
             if message.get("role") not in ROLES:
                 raise BadRequest(f"invalid role: {message.get('role')!r}, expected system, user, assistant or tool")
             check_images(message.get("images"), prep, name)
-        template = prep.model.template
         if command.tools:  # without a Go template, only when the GGUF's Jinja template has tools
             require(prep, name, "tools")
         think, tags = check_think(command, prep, name)
-        logprobs = check_logprobs(command)
+        return prep, think, tags, check_logprobs(command)
+
+    def _chat_prompt(self, prep: Prepared, command: Chat, context: EngineModel, think: bool | str | None,
+                     fit: bool) -> str:
+        """A chat's prompt: the model's MESSAGEs and SYSTEM, then the request's messages. Blocking."""
+        messages = list(prep.model.messages) + list(command.messages)
+        if prep.model.system and (not messages or messages[0].get("role") != "system"):
+            messages.insert(0, {"role": "system", "content": prep.model.system})
+        return chat_prompt(prep, messages, command.tools, context, think=think, fit=fit,
+                           max_output=self.settings.max_prompt_bytes,
+                           count=lambda text: len(context.tokenize(context_tail(text, context.n_ctx))))
+
+    async def chat(self, command: Chat) -> AsyncGenerator[Event, None]:
+        """Content and tool-call pieces, then :class:`Done` with the figures."""
+        started = time.perf_counter_ns()
+        prep, think, tags, logprobs = await self._chat_plan(command)
         if not command.messages:
             yield await self._load_or_unload(prep)
             return
-        messages = list(prep.model.messages) + list(command.messages)
-        if prep.model.system and messages[0].get("role") != "system":
-            messages.insert(0, {"role": "system", "content": prep.model.system})
+        template = prep.model.template
         tools = command.tools
         parser = ToolCallParser(tools, template=parse(template) if template else None) if tools else None
-        max_prompt = self.settings.max_prompt_bytes
         async with self.scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
             def prompt_tokens() -> list[int]:
-                context = lease.context
-                prompt = chat_prompt(prep, messages, tools, context, think=think, fit=command.truncate is not False,
-                                     max_output=max_prompt,
-                                     count=lambda text: len(context.tokenize(context_tail(text, context.n_ctx))))
-                return self._tokens(context, prompt, command.truncate)
+                prompt = self._chat_prompt(prep, command, lease.context, think, command.truncate is not False)
+                return self._tokens(lease.context, prompt, command.truncate)
 
             tokens = await asyncio.to_thread(prompt_tokens)
             split = _Split(tags)
+            counted: int | None = len(tokens)  # the first piece carries the prompt's token count
             async for item in _generation(lease.context, tokens, prep, logprobs, command.cancel):
                 if isinstance(item, str | TokenLogprob):
                     piece = split.feed(item)
                     content, calls = parser.feed(piece.text) if parser and piece.text else (piece.text, [])
                     if content or piece.thinking or piece.logprobs:
-                        yield Piece(content, piece.thinking, logprobs=piece.logprobs)
+                        yield Piece(content, piece.thinking, logprobs=piece.logprobs, prompt_tokens=counted)
+                        counted = None
                     if calls:
-                        yield Piece(tool_calls=tuple(c.to_api() for c in calls))
+                        yield Piece(tool_calls=tuple(c.to_api() for c in calls), prompt_tokens=counted)
+                        counted = None
                 elif isinstance(item, Generated):
                     piece = split.finish()
                     content, calls = parser.feed(piece.text) if parser and piece.text else (piece.text, [])
                     rest = content + (parser.finish() if parser else "")
                     last = Piece(rest, piece.thinking, tuple(c.to_api() for c in calls), piece.logprobs)
-                    yield self._done(item, lease, started, command.cancel, last, None)
+                    stop = await self._stop_of(item, lease, prep)
+                    yield self._done(item, lease, started, command.cancel, last, None, stop)
+
+    # -- rendering only ---------------------------------------------------------------------------
+
+    async def render(self, command: Generate | Chat) -> Rendered:
+        """The prompt a generate or chat command would send, and its token count, without running
+        the model (``_debug_render_only``; Anthropic's ``count_tokens``). The model is loaded, as
+        Ollama does: ``context`` is detokenized with it, and a chat's truncation counts with it.
+        A chat with ``truncate: false`` renders every message (nothing dropped to fit)."""
+        if isinstance(command, Generate):
+            prep, think, _tags, _lp = await self._generate_plan(command)
+        else:
+            prep, think, _tags, _lp = await self._chat_plan(command)
+        async with self.scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
+            def render() -> Rendered:
+                context = lease.context
+                if isinstance(command, Generate):
+                    prompt = generate_prompt(prep, command, context, think)
+                    images = len(command.images)
+                else:
+                    prompt = self._chat_prompt(prep, command, context, think, command.truncate is not False)
+                    images = sum(len(m.get("images") or []) for m in command.messages)
+                check_prompt_size(prompt, self.settings.max_prompt_bytes)
+                return Rendered(prompt, len(context.tokenize(prompt)), images)
+
+            return await asyncio.to_thread(render)
 
     # -- embeddings -------------------------------------------------------------------------------
 
@@ -162,7 +217,18 @@ class Inference:
         started = time.perf_counter_ns()
         prep = await self._prepare(command)
         inputs = command.inputs
-        if inputs and self.settings.embed_batching:
+        if command.token_inputs:
+            check_token_inputs(command.token_inputs, prep.info.vocab_size if prep.info else None,
+                               self.limits.max_context_tokens)
+            async with self.scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
+                def embed_tokens() -> tuple[list[list[float]], int]:
+                    # the engine embeds text: the ids are detokenized (ordinary text tokenizes back to the same ids)
+                    texts = [lease.context.detokenize(tokens) for tokens in command.token_inputs or []]
+                    return lease.context.embed(texts, normalize=True, truncate=command.truncate)
+
+                vectors, count = await asyncio.to_thread(embed_tokens)
+            load = lease.load_duration
+        elif inputs and self.settings.embed_batching:
             vectors, count, load = await self.scheduler.embed_batcher.embed(
                 prep.model, prep.options, prep.keep_alive, inputs, truncate=command.truncate)
         else:
@@ -222,8 +288,17 @@ class Inference:
             raise BadRequest(LENGTH_ERROR)
         return tokens
 
+    async def _stop_of(self, gen: Generated, lease: Lease, prep: Prepared) -> str | None:
+        """Which stop string ended a generation (Anthropic reports it): its raw output, detokenized,
+        searched for the stops in force. Only when it stopped with stops set (one round trip)."""
+        stops = prep.sampling.stop
+        if gen.done_reason != "stop" or not stops or not gen.tokens:
+            return None
+        text = await asyncio.to_thread(lease.context.detokenize, gen.tokens)
+        return fired_stop(text, stops)
+
     def _done(self, gen: Generated, lease: Lease, started: int, handle: Handle | None, last: Piece,
-              context: list[int] | None) -> Done:
+              context: list[int] | None, stop: str | None = None) -> Done:
         try:
             self.metrics.observe(lease.runner.model.name.display(), load_ns=lease.load_duration,
                                  prompt_eval_ns=gen.prompt_eval_duration, eval_count=gen.eval_count,
@@ -234,7 +309,7 @@ class Inference:
         timings = Timings(total=time.perf_counter_ns() - started, load=lease.load_duration,
                           prompt_eval_count=gen.prompt_eval_count, prompt_eval=gen.prompt_eval_duration,
                           eval_count=gen.eval_count, eval=gen.eval_duration)
-        return Done(reason, last, timings, context)
+        return Done(reason, last, timings, context, stop if reason == "stop" else None)
 
 
 async def _generation(context: EngineModel, tokens: list[int], prep: Prepared, logprobs: dict[str, Any],
