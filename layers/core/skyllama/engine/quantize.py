@@ -9,11 +9,13 @@ that crashes llama.cpp's quantizer takes down that process, not the server.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import gguf
 
@@ -78,6 +80,11 @@ def _level(level: str) -> tuple[str, int]:
     return key, ftypes[key]
 
 
+def already_quantized(file_type: str) -> BadRequest:
+    """Ollama's words for quantizing a quantized model (create.go), and which level it has."""
+    return BadRequest(f"quantization is only supported for F16, BF16 and F32 models (this one is {file_type})")
+
+
 def source_file_type(src: Path) -> str:
     """``F32``, ``F16`` or ``BF16`` for an unquantized GGUF; anything else means already quantized."""
     try:
@@ -113,7 +120,7 @@ def quantize_gguf(src: Path, dst: Path, level: str, native: NativeQuantize,
     name, ftype = _level(level)
     source = source_file_type(src)
     if source not in _UNQUANTIZED.values():
-        raise BadRequest(f"the model is already quantized ({source}); quantize needs an F16 or F32 source")
+        raise already_quantized(source)
     if progress is not None:
         progress(f"quantizing {source} model to {name}")
     fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=".quantize-", suffix=".gguf.tmp")
@@ -127,11 +134,42 @@ def quantize_gguf(src: Path, dst: Path, level: str, native: NativeQuantize,
 
 
 def quantize_native(src: str | Path, dst: str | Path, ftype: int) -> None:
-    """llama.cpp's quantizer itself (runner processes only: this imports ``llama_cpp``)."""
+    """llama.cpp's quantizer itself (runner processes only: this imports ``llama_cpp``).
+
+    llama.cpp logs the model loader's metadata dump and a line per tensor (hundreds for a real
+    model) while it quantizes; llama-cpp-python prints them all to the process's output, which a
+    runner shares with the server (on stderr; on Lambda, one CloudWatch event per line). They are
+    kept instead, and only a failure's error lines are shown, in its error (paths left out)."""
     import llama_cpp
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype
-    rc = llama_cpp.llama_model_quantize(os.fsencode(src), os.fsencode(dst), ctypes.byref(params))
+    with _native_log_kept(llama_cpp) as lines:
+        rc = llama_cpp.llama_model_quantize(os.fsencode(src), os.fsencode(dst), ctypes.byref(params))
     if rc != 0:
-        raise InvalidModelFile("llama.cpp could not quantize the model")
+        errors = [text for level, text in lines if level == _GGML_LOG_ERROR] or [text for _, text in lines[-2:]]
+        said = " ".join(" ".join(errors).replace(str(src), "<model>").replace(str(dst), "<output>").split())[-300:]
+        raise InvalidModelFile("llama.cpp could not quantize the model" + (f" ({said})" if said else ""))
+
+
+_GGML_LOG_ERROR = 4  # ggml.h enum ggml_log_level (llama-cpp-python's _logger.py still has the old numbering)
+
+
+@contextlib.contextmanager
+def _native_log_kept(llama_cpp: Any) -> Iterator[list[tuple[int, str]]]:
+    """While inside, llama.cpp's log (llama and ggml) goes to the yielded list as ``(level,
+    text)``, not to stderr; llama-cpp-python's own callback is put back after (the process may
+    load a model later)."""
+    lines: list[tuple[int, str]] = []
+
+    @llama_cpp.llama_log_callback
+    def keep(level: int, text: bytes, user_data: Any) -> None:
+        lines.append((level, text.decode("utf-8", "replace")))
+
+    llama_cpp.llama_log_set(keep, ctypes.c_void_p(0))
+    try:
+        yield lines
+    finally:
+        from llama_cpp import _logger  # llama-cpp-python's callback, set when it was imported
+
+        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
