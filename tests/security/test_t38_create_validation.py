@@ -1,7 +1,8 @@
 """T-38 create validates what it stores: against a real server with the demo models, ``/api/create``
 answers 400, and writes no manifest, for what would only fail later: a TEMPLATE that does not
-parse (JSON and Modelfile forms), ``ADAPTER`` lines and ``adapters`` (the engine does not apply
-them: never silently dropped), more than one model GGUF in ``files``, and a stored ``num_ctx``
+parse (JSON and Modelfile forms), ``ADAPTER`` lines and ``adapters`` that are no LoRA for the base
+model (llama.cpp would refuse them at every load; tests/api/test_lora.py has the shape and
+architecture checks), more than one model GGUF in ``files``, and a stored ``num_ctx``
 over SKYLLAMA_MAX_NUM_CTX (the server's setting, not a default). ``skyllama create -f`` shows the
 server's message."""
 
@@ -51,12 +52,14 @@ def test_template_that_does_not_parse_is_400(client: httpx.Client, template: str
     assert good.status_code == 200, good.text
 
 
-def test_adapters_are_refused_not_dropped(client: httpx.Client, tmp_path: Path) -> None:
-    digest = _upload(client, write_tiny_gguf(tmp_path / "lora.gguf", seed=3))
+def test_adapters_that_are_no_lora_are_refused(client: httpx.Client, tmp_path: Path) -> None:
+    digest = _upload(client, write_tiny_gguf(tmp_path / "lora.gguf", seed=3))  # a model GGUF, not an adapter
     _refused(client, {"model": "with-adapter", "from": SMOLLM2_NAME, "adapters": {"lora.gguf": digest}},
-             "ADAPTER is not supported")
+             "expect general.type to be 'adapter'")
+    _refused(client, {"model": "with-adapter-mf", "modelfile": f"FROM {SMOLLM2_NAME}\nADAPTER @{digest}\n"},
+             "expect general.type to be 'adapter'")
     _refused(client, {"model": "with-adapter-mf", "modelfile": f"FROM {SMOLLM2_NAME}\nADAPTER ./lora.gguf\n"},
-             "ADAPTER is not supported")
+             "names a file")
 
 
 def test_two_model_ggufs_are_refused(client: httpx.Client, tmp_path: Path) -> None:
@@ -88,7 +91,7 @@ def test_cli_create_shows_the_servers_message(demo_server: RunningServer, tmp_pa
     (tmp_path / "lora.gguf").write_bytes(write_tiny_gguf(tmp_path / "x.gguf", seed=4).read_bytes())
     cases = {
         f"FROM {SMOLLM2_NAME}\nPARAMETER num_thread 1000000\n": "parameter num_thread must be between",
-        f"FROM {SMOLLM2_NAME}\nADAPTER ./lora.gguf\n": "ADAPTER is not supported",
+        f"FROM {SMOLLM2_NAME}\nADAPTER ./lora.gguf\n": "expect general.type to be 'adapter'",
         f'FROM {SMOLLM2_NAME}\nTEMPLATE """{{{{ .Prompt"""\n': "unclosed action",
     }
     for i, (text, needle) in enumerate(cases.items()):

@@ -26,6 +26,14 @@ class LoadSpec:
     kv_cache_type: str = "f16"
     embedding: bool = False  # an embedding model (BERT...): loaded with pooling and embeddings on
     name: str = field(default="", compare=False)  # the model's name, for messages; not part of the key
+    # GGUF LoRA adapters applied at scale 1.0 (as Ollama's runner applies them): a model with an
+    # adapter is another load spec, so it never shares a runner with its base model.
+    adapters: tuple[str, ...] = ()
+    prompt_cache: bool = True  # reuse KV cells of a shared prompt prefix (SKYLLAMA_PROMPT_CACHE)
+
+    def __post_init__(self) -> None:
+        # The wire (JSON) turns the tuple into a list; a frozen spec is a dict key, so it stays a tuple.
+        object.__setattr__(self, "adapters", tuple(self.adapters))
 
 
 @dataclass

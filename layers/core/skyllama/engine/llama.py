@@ -36,6 +36,7 @@ import numpy as np
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from ..errors import BadRequest
+from .adapters import load_adapters, set_adapters
 from .base import (
     Generated,
     LoadSpec,
@@ -107,6 +108,8 @@ class LlamaModel:
         self._add_bos = bool(self.llm._model.add_bos_token())
         self._piece_buf = ctypes.create_string_buffer(256)
         self.n_vocab = int(self.llm.n_vocab())
+        self.adapters = load_adapters(self.llm._model.model, spec.adapters)  # LoRA (engine/adapters.py)
+        set_adapters(self.llm._ctx.ctx, self.adapters)
         self._abort = _AbortFlag(self.llm._ctx.ctx)
         # llama.cpp may pad the context beyond num_ctx, but Llama's token buffer holds num_ctx
         self.n_ctx = min(self.llm.n_ctx(), len(self.llm.input_ids))

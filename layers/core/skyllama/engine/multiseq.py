@@ -38,6 +38,7 @@ from llama_cpp import _internals
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from ..errors import BadRequest
+from .adapters import set_adapters
 from .base import Generated, LoadSpec, Sampling, StopMatcher, TokenLogprob, generation_limit, shift_counts
 from .llama import LlamaModel
 
@@ -94,6 +95,7 @@ class MultiSeqModel:
         params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED
         self._ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         self._mem = llama_cpp.llama_get_memory(self._ctx.ctx)
+        set_adapters(self._ctx.ctx, self.holder.adapters)  # the holder loaded the model's LoRA adapters
         self.n_ctx = min(spec.n_ctx, int(llama_cpp.llama_n_ctx_seq(self._ctx.ctx)))
         self.n_batch = spec.n_batch
         self._n_vocab = llm.n_vocab()

@@ -226,6 +226,8 @@ class Catalog:
             from_line=f"@{layer.digest}" if layer else model.name.display(),
             template=model.template, system=model.system, params=model.params,
             messages=model.messages, licenses=model.licenses, display_name=model.name.display(),
+            projectors=tuple(f"@{x.digest}" for x in model.projectors),
+            adapters=tuple(f"@{x.digest}" for x in model.adapters),
         )
         if model.params:
             response["parameters"] = format_parameters(model.params)

@@ -22,7 +22,13 @@ from typing import Any, TypeVar
 
 from ...convert import convert_model_dir
 from ...digests import Digest
-from ...engine.quantize import NativeQuantize, quantize_gguf, source_file_type, supported_quantizations
+from ...engine.quantize import (
+    NativeQuantize,
+    already_quantized,
+    quantize_gguf,
+    source_file_type,
+    supported_quantizations,
+)
 from ...errors import BadRequest, BlobNotFound, Cancelled, ModelNotFound
 from ...filenames import validate_file_name
 from ...gguf_info import GGUFInfo, format_parameter_size, read_gguf
@@ -46,6 +52,7 @@ from ...option_bounds import OptionLimits
 from ...options import validate_parameters, validate_stored_parameters
 from ...templates.gotemplate import parse
 from ..access.ownership import Caller
+from .adapters import adapter_digests, check_adapter
 from .catalog import Catalog
 
 Event = dict[str, Any]
@@ -69,6 +76,7 @@ class CreatePlan:
     licenses: list[str] | None = None
     quantize: str | None = None
     base_config: dict[str, Any] = field(default_factory=dict)
+    adapters: list[tuple[str, Digest]] = field(default_factory=list)  # LoRA GGUFs (services/models/adapters.py)
 
 
 def _looks_like_path(value: str) -> bool:
@@ -80,10 +88,6 @@ def _blob_ref(value: str) -> Digest | None:
     if text.startswith(("sha256:", "sha256-")):
         return Digest.parse(text)
     return None
-
-
-ADAPTERS_UNSUPPORTED = ("ADAPTER is not supported by this server yet: its engine does not apply LoRA "
-                        "adapters, so the model would run without it")
 
 
 class ModelCreator:
@@ -121,8 +125,6 @@ def plan_create(catalog: Catalog, request: dict[str, Any], limits: OptionLimits,
     plan = CreatePlan(name=ModelName.parse(name_text), caller=caller)
     catalog.ownership.check_write(caller, plan.name)
     request_params = validate_parameters(request.get("parameters"), limits)
-    if request.get("adapters") or request.get("adapters_from"):  # Modelfile ADAPTER lines: adapters_from
-        raise BadRequest(ADAPTERS_UNSUPPORTED)
     plan.messages = _validate_messages(request.get("messages"))
     plan.licenses = _validate_license(request.get("license"))
 
@@ -146,8 +148,15 @@ def plan_create(catalog: Catalog, request: dict[str, Any], limits: OptionLimits,
             plan.base_layers = list(base.manifest.layers)
             plan.base_config = base.config
             plan.params = dict(base.params)
+    for i, value in enumerate(request.get("from_more") or []):  # more FROM lines: blobs (a projector)
+        digest = _blob_ref(value) if isinstance(value, str) else None
+        if digest is None:
+            raise BadRequest(f"a second FROM {str(value)[:80]!r} must name a blob (@sha256:<digest>)")
+        files = {**(files or {}), f"model-{i + 1}.gguf": str(digest)}
     if files:
         _plan_files(catalog, plan, files)
+    plan.adapters = adapter_digests(request, lambda digest: _existing_blob(catalog, digest, caller))
+    _check_adapters(catalog, plan)
     for key in ("template", "system"):
         value = request.get(key)
         if value is not None and not isinstance(value, str):
@@ -189,7 +198,20 @@ def _check_quantize(catalog: Catalog, plan: CreatePlan) -> None:
         source = layer.digest
     file_type = source_file_type(catalog.blobs.local_path(source))
     if file_type not in ("F32", "F16", "BF16"):
-        raise BadRequest(f"the model is already quantized ({file_type}); quantize needs an F16 or F32 source")
+        raise already_quantized(file_type)
+
+
+def _check_adapters(catalog: Catalog, plan: CreatePlan) -> None:
+    """Each adapter must fit the weights it will be applied to (a 400 now, not a failed load)."""
+    if not plan.adapters or plan.source_files:  # converted weights are checked once they exist
+        return
+    weights = next((d for name, d in plan.gguf_files if not _is_projector(catalog, name, d)), None)
+    if weights is None:
+        layer = next((x for x in plan.base_layers if x.media_type == MEDIA_MODEL), None)
+        weights = layer.digest if layer else None
+    base = catalog.gguf_info(weights) if weights else None
+    for name, digest in plan.adapters:
+        check_adapter(catalog.gguf_info(digest), base, name)
 
 
 def _is_projector(catalog: Catalog, file_name: str, digest: Digest) -> bool:
@@ -304,6 +326,13 @@ def _run_create(catalog: Catalog, plan: CreatePlan, created: set[Digest],
             model_info = info
         replaced.add(media)
         yield from add_blob(media, digest, blobs.size(digest) or 0)
+    if plan.adapters or MEDIA_MODEL in replaced:  # new weights: the base model's adapters may not fit them
+        replaced.add(MEDIA_ADAPTER)
+    converted = next((x for x in layers if x.media_type == MEDIA_MODEL), None) if plan.source_files else None
+    for file_name, digest in plan.adapters:
+        if converted is not None:  # weights this create converted: only now can the adapter be checked
+            check_adapter(catalog.gguf_info(digest), catalog.gguf_info(converted.digest), file_name)
+        yield from add_blob(MEDIA_ADAPTER, digest, blobs.size(digest) or 0)
     if plan.quantize:
         if native_quantize is None:
             raise BadRequest("quantize is not available on this server")
