@@ -95,20 +95,22 @@ def test_task_role_is_scoped(stack: dict[str, Any]) -> None:
 
 
 def test_health_check_path_is_answered_by_the_app(stack: dict[str, Any], tmp_path: Path) -> None:
-    """The target group's health check, with the container's OLLAMA_HOST (the ALB's host names pass)."""
+    """The target group's health check, with the container's OLLAMA_HOST: the Host API Gateway's
+    VPC_LINK integration sends (the internal load balancer's name) and a health check's (the
+    target's address) both pass."""
     path = of_type(stack, "AWS::ElasticLoadBalancingV2::TargetGroup")["HealthCheckPath"]
     (container,) = of_type(stack, "AWS::ECS::TaskDefinition")["ContainerDefinitions"]
     host = next(e["Value"] for e in container["Environment"] if e["Name"] == "OLLAMA_HOST")
     settings = Settings.from_env({"OLLAMA_HOST": host}, models=tmp_path, state_db=tmp_path / "state.db")
     runtime = build_runtime(settings)  # the whole app, as the container serves it
+    answers = []
     try:
-        with TestClient(
-            create_app(runtime), base_url="http://internal-skyllama-123.us-east-1.elb.amazonaws.com"
-        ) as client:
-            response = client.get(path)
+        for base in ("http://skyllama-gpu-0123456789abcdef.elb.us-east-1.amazonaws.com", "http://10.0.1.23:32768"):
+            with TestClient(create_app(runtime), base_url=base) as client:
+                answers.append(client.get(path))
     finally:
         runtime.close()
-    assert response.status_code == 200 and "running" in response.text
+    assert all(r.status_code == 200 and "running" in r.text for r in answers)
 
 
 def test_dockerfile_builds_llama_cpp_with_cuda_and_serves_with_uvicorn() -> None:
@@ -130,7 +132,7 @@ def test_dockerfile_builds_llama_cpp_with_cuda_and_serves_with_uvicorn() -> None
 def test_template_nests_the_gpu_stack_for_gpu_deployments() -> None:
     main = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)  # noqa: S506
     nested = main["Resources"]["GpuService"]
-    assert nested["Type"] == "AWS::Serverless::Application" and nested["Condition"] == "DeployGpuService"
+    assert nested["Type"] == "AWS::Serverless::Application" and nested["Condition"] == "UseGpu"
     assert nested["Properties"]["Location"] == "infra/gpu/template.yaml"
     stack_params = yaml.load(STACK.read_text(), Loader=CfnLoader)["Parameters"]  # noqa: S506
     required = {name for name, p in stack_params.items() if "Default" not in p}

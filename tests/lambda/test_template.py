@@ -141,7 +141,8 @@ def test_queue_has_a_dead_letter_queue(template: dict[str, Any]) -> None:
 def test_functions_layer_schedule_and_image(template: dict[str, Any]) -> None:
     functions = resources(template, "AWS::Serverless::Function")
     assert set(functions) == {"ApiFunction", "InferenceFunction", "StreamingFunction", "WorkerFunction",
-                              "WarmerFunction"}
+                              "WarmerFunction", "GpuGateFunction"}
+    assert functions["GpuGateFunction"]["Condition"] == "UseGpu"  # the GPU routes' authorizer
     layer = one(template, "AWS::Serverless::LayerVersion")
     assert layer["Properties"]["ContentUri"] == "layers/core"
     assert layer["Metadata"]["BuildMethod"] == "python3.12"
@@ -209,4 +210,4 @@ def test_warmer_can_warm_provision_and_scale_the_gpu_service(template: dict[str,
                                           "lambda:DeleteProvisionedConcurrencyConfig"}
     assert provisioned["Resource"]["Fn::Sub"].endswith(":function:${InferenceFunction}:live")
     gpu = statements[1]["Fn::If"]
-    assert gpu[0] == "DeployGpuService" and gpu[1]["Action"] == ["ecs:DescribeServices", "ecs:UpdateService"]
+    assert gpu[0] == "UseGpu" and gpu[1]["Action"] == ["ecs:DescribeServices", "ecs:UpdateService"]

@@ -60,9 +60,15 @@ class EcsDesiredCount:
         self.client, self.cluster, self.service = client, cluster, service
 
     def current(self) -> int:
+        return self.counts()[0]
+
+    def counts(self) -> tuple[int, int]:
+        """``(desired, running)`` tasks (the GPU gate's question: is one running now?)."""
         found = self.client.describe_services(cluster=self.cluster, services=[self.service])
         services = found.get("services", [])
-        return int(services[0]["desiredCount"]) if services else 0
+        if not services:
+            return 0, 0
+        return int(services[0]["desiredCount"]), int(services[0].get("runningCount", 0))
 
     def set(self, count: int) -> None:
         self.client.update_service(cluster=self.cluster, service=self.service, desiredCount=count)

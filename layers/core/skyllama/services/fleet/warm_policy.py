@@ -13,8 +13,9 @@ warm-up events. When a model expires is :mod:`skyllama.keep_alive`'s. The warmer
   ``provision_after`` needs an instance that the platform will not reclaim: provisioned
   concurrency on the Lambda alias, or a GPU service desired count, one per such model. It goes
   back to 0 when those models expire or are unloaded with keep_alive 0. The GPU service also
-  keeps one task while any model is live (its containers are the warm instances) and scales to
-  zero when none is.
+  keeps one task while any model is live (its containers are the warm instances), or while a
+  request the GPU gate turned away at zero is recent (``gpu_demand``: see
+  :mod:`skyllama.services.fleet.gpu_gate`), and scales to zero when neither is.
 - **Cost guard**: ``max_total`` bounds the warm-ups, the provisioned concurrency and the desired
   count; models that expire last are served first.
 """
@@ -113,8 +114,10 @@ def _describe(seconds: float) -> str:
     return str(KeepAlive.of_seconds(seconds))
 
 
-def plan(models: list[LiveModel], pinned: Mapping[str, KeepAlive], limits: WarmLimits, now: float) -> WarmPlan:
-    """What to warm and provision. ``pinned``: models kept by setting (SKYLLAMA_PRELOAD), with keep_alive."""
+def plan(models: list[LiveModel], pinned: Mapping[str, KeepAlive], limits: WarmLimits, now: float,
+         gpu_demand: float = 0.0) -> WarmPlan:
+    """What to warm and provision. ``pinned``: models kept by setting (SKYLLAMA_PRELOAD), with keep_alive;
+    ``gpu_demand``: until when the GPU gate's last turned-away request wants a GPU task (0: none)."""
     result = WarmPlan()
     wanted = list(models)
     known = {m.name for m in models}
@@ -147,7 +150,10 @@ def plan(models: list[LiveModel], pinned: Mapping[str, KeepAlive], limits: WarmL
     result.desired_count = min(max(long_lived, 1 if wanted else 0), limits.max_total)
     if long_lived > limits.max_total:
         result.reasons.append(f"cost guard: provisioned capacity {long_lived} capped at {limits.max_total}")
-    if not wanted:
+    if gpu_demand > now and result.desired_count == 0 and limits.max_total:
+        result.desired_count = 1
+        result.reasons.append(f"GPU demand: a request found no GPU task ({gpu_demand - now:.0f}s left): 1 task")
+    if not wanted and not result.desired_count:
         result.reasons.append("no live model: nothing warmed, provisioned capacity and GPU tasks 0")
     return result
 
@@ -191,11 +197,13 @@ class WarmRound:
                 "actions": actions, "reasons": self.reasons}
 
 
-def warm_round(records: Iterable[InstanceRecord], settings: Settings, now: float) -> WarmRound:
-    """The fleet's live records and ``SKYLLAMA_PRELOAD`` (from ``settings``) at ``now``: this round."""
+def warm_round(records: Iterable[InstanceRecord], settings: Settings, now: float,
+               gpu_demand: float = 0.0) -> WarmRound:
+    """The fleet's live records, ``SKYLLAMA_PRELOAD`` (from ``settings``) and the GPU gate's demand
+    (:func:`skyllama.services.fleet.gpu_gate.demand_until`) at ``now``: this round."""
     pinned = pinned_models(settings.preload, settings.keep_alive)
     models = live_models(records, now)
-    decided = plan(models, pinned.models, WarmLimits.of(settings), now)
+    decided = plan(models, pinned.models, WarmLimits.of(settings), now, gpu_demand)
     # a pinned model with no record is held for its own keep_alive from now; a recorded one until its record's expiry
     live = {name: (keep_alive.expires_at(now), keep_alive) for name, keep_alive in pinned.models.items()}
     live |= {m.name: (m.expires_at, m.keep_alive) for m in models}
