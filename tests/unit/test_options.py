@@ -38,6 +38,37 @@ def test_wrong_types_are_400(options: object) -> None:
         parse_request_options(options)
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    ({"stop": "x"}, 'option "stop" must be of type array'),
+    ({"stop": ["x", 1]}, 'option "stop" must be of an array of strings'),
+    ({"top_k": "many"}, 'option "top_k" must be of type integer'),
+    ({"temperature": "hot"}, 'option "temperature" must be of type float32'),
+    ({"use_mmap": "yes"}, 'option "use_mmap" must be of type boolean'),
+])
+def test_wrong_types_are_worded_as_ollamas_from_map(options: dict, message: str) -> None:
+    with pytest.raises(InvalidOption) as info:
+        parse_request_options(options)
+    assert info.value.message == message
+
+
+def test_stored_and_create_stop_may_be_one_string() -> None:
+    # a request's options are Ollama's FromMap (a string stop is refused); a model's stored
+    # parameters and /api/create's are FormatParams' output, where one stop may be a string
+    assert effective_options({"stop": "<end>"}, {}, OptionLimits(4096, 100, 1, 4))["stop"] == ["<end>"]
+    assert validate_parameters({"stop": "<end>"}) == {"stop": ["<end>"]}
+
+
+@pytest.mark.parametrize(("parameters", "message"), [
+    ({"temperature": "hot"}, "invalid float value 'hot' for parameter 'temperature'"),
+    ({"num_ctx": "big"}, "invalid int value 'big' for parameter 'num_ctx'"),
+    ({"use_mmap": "yes"}, "invalid bool value 'yes' for parameter 'use_mmap'"),
+])
+def test_parameter_text_is_worded_as_ollamas_format_params(parameters: dict, message: str) -> None:
+    with pytest.raises(InvalidOption) as info:
+        validate_parameters(parameters)
+    assert info.value.message == message
+
+
 def test_create_parameters() -> None:
     assert validate_parameters({"stop": "x", "temperature": "0.5"}) == {"stop": ["x"], "temperature": 0.5}
     with pytest.raises(InvalidOption):

@@ -42,7 +42,9 @@ ROUTES: list[tuple[str, str, str, str]] = [
     ("GET", "/v1/models", S, ""),
     ("GET", "/v1/models/{model}", S, ""),
     ("POST", "/v1/messages", S, "Anthropic Messages, streamed and not, tools"),
-    ("POST", "/v1/responses", N, "not implemented yet"),
+    ("POST", "/v1/responses", S, "string or item-list input, instructions, function tools and calls, "
+                                 "text.format json_schema, reasoning, usage; streamed events with "
+                                 "sequence numbers; no web_search (400), nothing stored, tool_choice ignored"),
     ("POST", "/v1/audio/transcriptions", N, "no audio models in the engine"),
     ("GET", "/api/usage", OWN, "per-key usage by day and model"),
     ("GET", "/api/requests", OWN, "in-flight request ids (admin)"),

@@ -67,11 +67,16 @@ NO_EFFECT = frozenset({"low_vram", "f16_kv", "logits_all", "vocab_only", "numa",
 MAX_STOP = 16
 MAX_STOP_LEN = 256
 
-_TYPE_NAMES = {int: "integer", float: "number", bool: "boolean", list: "array of strings"}
+# Ollama's Options.FromMap names the Go types: `option "top_k" must be of type integer`
+_TYPE_NAMES = {int: "integer", float: "float32", bool: "boolean", list: "array"}
+# and FormatParams (Modelfile PARAMETER text) Go's strconv names: `invalid float value`
+_TEXT_NAMES = {int: "int", float: "float", bool: "bool"}
 
 
-def coerce_option(key: str, value: Any) -> Any:
-    """Check one JSON option value against its type, as Ollama's ``Options.FromMap`` does."""
+def coerce_option(key: str, value: Any, *, strict: bool = False) -> Any:
+    """Check one JSON option value against its type, as Ollama's ``Options.FromMap`` does; only a
+    ``strict`` check (a request's options, as Ollama's) refuses a lone string where a list goes,
+    which a model's stored parameters and ``/api/create``'s may hold."""
     kind = OPTIONS[key][0]
     if value is None:
         return None
@@ -87,13 +92,15 @@ def coerce_option(key: str, value: Any) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool) and _finite(value):
             return float(value)
     elif kind is list:
-        if isinstance(value, str):
+        if isinstance(value, str) and not strict:
             value = [value]
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise InvalidOption(f'option "{key}" must be of an array of strings')
+        if isinstance(value, list):
             if len(value) > MAX_STOP or any(len(v) > MAX_STOP_LEN for v in value):
                 raise InvalidOption(f"option {key!r}: at most {MAX_STOP} stop sequences of {MAX_STOP_LEN} characters")
             return list(value)
-    raise InvalidOption(f"option {key!r} must be of type {_TYPE_NAMES[kind]}")
+    raise InvalidOption(f'option "{key}" must be of type {_TYPE_NAMES[kind]}')
 
 
 def _finite(value: float) -> bool:
@@ -116,7 +123,7 @@ def parse_request_options(raw: Any, limits: OptionLimits | None = None) -> dict[
         if key not in OPTIONS:
             log.warning("invalid option provided: %s", key)
             continue
-        coerced = coerce_option(key, value)
+        coerced = coerce_option(key, value, strict=True)
         if coerced is not None:
             out[key] = coerced
     if limits is not None:
@@ -173,7 +180,7 @@ def parse_parameter_text(key: str, text: str) -> Any:
                 return False
             raise ValueError
     except ValueError:
-        raise InvalidOption(f"invalid {_TYPE_NAMES[kind]} value {value!r} for parameter '{key}'") from None
+        raise InvalidOption(f"invalid {_TEXT_NAMES[kind]} value {value!r} for parameter '{key}'") from None
     return [value]
 
 

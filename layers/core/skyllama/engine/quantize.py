@@ -80,6 +80,11 @@ def _level(level: str) -> tuple[str, int]:
     return key, ftypes[key]
 
 
+def already_quantized(file_type: str) -> BadRequest:
+    """Ollama's words for quantizing a quantized model (create.go), and which level it has."""
+    return BadRequest(f"quantization is only supported for F16, BF16 and F32 models (this one is {file_type})")
+
+
 def source_file_type(src: Path) -> str:
     """``F32``, ``F16`` or ``BF16`` for an unquantized GGUF; anything else means already quantized."""
     try:
@@ -115,7 +120,7 @@ def quantize_gguf(src: Path, dst: Path, level: str, native: NativeQuantize,
     name, ftype = _level(level)
     source = source_file_type(src)
     if source not in _UNQUANTIZED.values():
-        raise BadRequest(f"the model is already quantized ({source}); quantize needs an F16 or F32 source")
+        raise already_quantized(source)
     if progress is not None:
         progress(f"quantizing {source} model to {name}")
     fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=".quantize-", suffix=".gguf.tmp")

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import SkyllamaError, TooManyRequests
 from .anthropic.compat import error_body as anthropic_error
+from .go_json import go_decode_error
 from .openai.compat import error_body as openai_error
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,9 @@ def error_response(error: SkyllamaError, path: str = "") -> JSONResponse:
 def _validation_message(exc: RequestValidationError) -> str:
     for item in exc.errors():
         if item.get("type") == "json_invalid":
-            return "invalid JSON in request body"
+            # Go's decoder text, as Ollama answers ("unexpected EOF"); FastAPI keeps the refused body
+            body = exc.body if isinstance(exc.body, bytes | str) else b""
+            return go_decode_error(body.encode() if isinstance(body, str) else body)
         if item.get("type") == "missing" and tuple(item.get("loc", ())) == ("body",):
             return "missing request body"
     parts = []

@@ -20,7 +20,9 @@ class _Wire(WireBase):  # unknown fields ignored; lone surrogates refused (T-36)
 class InferenceRequest(_Wire):
     """Fields every inference request shares."""
 
-    model: str = Field(..., description="Model name, e.g. `smollm2:135m`.")
+    # Not required here: a missing or empty name gets each route's own Ollama text (generate and
+    # embed: 404 "model '' not found"; chat and embeddings: 400 "model is required").
+    model: str = Field("", description="Model name, e.g. `smollm2:135m`.")
     options: dict[str, Any] | None = Field(None, description="Model options (see the Modelfile docs).")
     keep_alive: Any = Field(None, description="Seconds or a Go duration; negative = forever, 0 = unload.")
 
@@ -80,6 +82,13 @@ class EmbedRequest(InferenceRequest):
     input: str | list[str] | None = None
     truncate: bool = True
     dimensions: int | None = Field(None, ge=1)
+
+
+class OllamaEmbedRequest(EmbedRequest):
+    """``POST /api/embed`` as Ollama decodes it: ``input`` is any JSON value, checked by the route,
+    so a number or a list of numbers is Ollama's ``invalid input type``."""
+
+    input: Any = Field(None, description="A string or a list of strings.")
 
 
 class EmbeddingsRequest(InferenceRequest):

@@ -1,12 +1,14 @@
 """OpenAI-compatible routes, as Ollama offers them: ``/v1/chat/completions``, ``/v1/completions``,
-``/v1/embeddings``, ``/v1/models`` and ``/v1/models/{model}``.
+``/v1/embeddings``, ``/v1/responses``, ``/v1/models`` and ``/v1/models/{model}``.
 
 Each route translates its request into the Ollama request the inference services take, runs the
 same service as the ``/api`` route, and translates the events back (``http/openai/compat.py``).
 Errors on these routes, and only these, use OpenAI's shape
 ``{"error": {"message", "type", "param", "code"}}``: :class:`OpenAIRoute` is that one place.
 Streams are server-sent events ending in ``data: [DONE]``; an error after the first event is sent
-as one ``data: {"error": ...}`` event.
+as one ``data: {"error": ...}`` event. The Responses API streams named events (``event: <type>``)
+from ``response.created`` to ``response.completed``, without ``[DONE]``; a late error is an
+``error`` event.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from ..routes.inference import (
 )
 from ..streaming import error_message, stream, until_disconnect
 from . import compat as compat
-from .types import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from . import responses as responses
+from .types import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, ResponsesRequest
 
 log = logging.getLogger(__name__)
 Chunk = dict[str, Any]
@@ -143,6 +146,34 @@ async def embeddings(body: EmbeddingRequest, inference: Inf, who: Who) -> Respon
                                          dimensions=req.dimensions, token_inputs=translated.get("tokens")))
     ollama = {"model": req.model, "embeddings": result.vectors, "prompt_eval_count": result.prompt_eval_count}
     return JSONResponse(compat.to_embedding_list(body.model, ollama, body.encoding_format))
+
+
+@router.post("/v1/responses")
+async def create_response(body: ResponsesRequest, request: Request, inference: Inf, who: Who,
+                          handle: CancelHandle) -> Response:
+    req = ChatRequest.model_validate(responses.from_request(body))
+    rid, item_id = responses.new_ids()
+    events = inference.chat(chat_command(req, who, handle))
+    if not body.stream:
+        merged = chat_result(req.model, await _result(request, events))
+        return JSONResponse(responses.to_response(body, rid, item_id, merged))
+    converter = responses.ResponsesStream(body, rid, item_id)
+
+    def encode(event: Event) -> list[bytes]:
+        chunk = chat_chunk(req.model, event)
+        if chunk.get("done"):
+            request.state.tokens = (int(chunk.get("prompt_eval_count") or 0), int(chunk.get("eval_count") or 0))
+        return [_named(kind, data) for kind, data in converter.events(chunk)]
+
+    def error_line(exc: BaseException) -> bytes:
+        return _named(*converter.error(_status(exc), error_message(exc)))
+
+    return await stream(request, events, encode, error_line, SSE)
+
+
+def _named(kind: str, data: Chunk) -> bytes:
+    """One named server-sent event (``event:`` and ``data:`` lines), as the Responses API sends them."""
+    return f"event: {kind}\n".encode() + compat.sse(data)
 
 
 @router.get("/v1/models")

@@ -79,3 +79,20 @@ class EmbeddingRequest(_Wire):
     input: Any = None
     encoding_format: str | None = Field(None, description="`float` (default) or `base64`.")
     dimensions: int | None = Field(None, ge=1)
+
+
+class ResponsesRequest(_Wire):
+    """``POST /v1/responses`` (OpenAI's Responses API, as Ollama's ``openai/responses.go`` takes it)."""
+
+    model: str = Field(..., description="Model name, e.g. `smollm2:135m`.")
+    input: Any = Field(None, description="A string (one user message) or a list of input items.")
+    instructions: str | None = Field(None, description="A system message in front of the input.")
+    max_output_tokens: int | None = Field(None, description="Becomes `num_predict`.")
+    reasoning: dict[str, Any] | None = Field(None, description='`{"effort": "low"|"medium"|"high"|"none"}`.')
+    temperature: float | None = Field(None, description="Defaults to 1.0, as OpenAI's.")
+    top_p: float | None = None
+    text: dict[str, Any] | None = Field(None, description='`{"format": {"type": "json_schema", "schema": ...}}`.')
+    tools: list[dict[str, Any]] | None = Field(None, description="Function tools (`namespace` groups expanded).")
+    stream: bool | None = False
+    truncation: str | None = None
+    background: bool | None = False

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from ...errors import BadRequest, ModelNotFound
 from ...services.inference.commands import (
     Chat,
     Done,
@@ -25,7 +26,7 @@ from ...services.inference.commands import (
 )
 from ...timefmt import now_rfc3339
 from ..deps import CancelHandle, Inf, Rt, Who
-from ..inference_types import ChatRequest, EmbeddingsRequest, EmbedRequest, GenerateRequest
+from ..inference_types import ChatRequest, EmbeddingsRequest, GenerateRequest, OllamaEmbedRequest
 from ..ndjson import NDJSON, error_line, line
 from ..streaming import stream, until_disconnect
 
@@ -36,6 +37,8 @@ Chunk = dict[str, Any]
 # -- wire to commands -------------------------------------------------------------------------------
 
 def generate_command(req: GenerateRequest, who: Any, handle: Any) -> Generate:
+    if not req.model:
+        raise ModelNotFound("model '' not found")  # Ollama's text and status for generate
     return Generate(model=req.model, caller=who, options=req.options, keep_alive=req.keep_alive, cancel=handle,
                     format=req.format, think=req.think, truncate=req.truncate, shift=req.shift,
                     logprobs=bool(req.logprobs), top_logprobs=req.top_logprobs or 0, prompt=req.prompt,
@@ -44,6 +47,8 @@ def generate_command(req: GenerateRequest, who: Any, handle: Any) -> Generate:
 
 
 def chat_command(req: ChatRequest, who: Any, handle: Any) -> Chat:
+    if not req.model:
+        raise BadRequest("model is required")  # Ollama's text and status for chat
     return Chat(model=req.model, caller=who, options=req.options, keep_alive=req.keep_alive, cancel=handle,
                 format=req.format, think=req.think, truncate=req.truncate, shift=req.shift,
                 logprobs=bool(req.logprobs), top_logprobs=req.top_logprobs or 0,
@@ -156,12 +161,24 @@ def embed_inputs(raw: str | list[str] | None) -> list[str]:
     return list(raw or [])
 
 
+def ollama_embed_inputs(req: OllamaEmbedRequest) -> list[str]:
+    """``/api/embed``'s checks in Ollama's order: the model named (404), then ``input``'s type."""
+    if not req.model:
+        raise ModelNotFound("model '' not found")
+    raw = req.input
+    if raw is not None and not isinstance(raw, str) and not (
+            isinstance(raw, list) and all(isinstance(item, str) for item in raw)):
+        raise BadRequest("invalid input type")
+    return embed_inputs(raw)
+
+
 @router.post("/api/embed", response_model=None)
-async def embed(req: EmbedRequest, inference: Inf, who: Who) -> JSONResponse:
+async def embed(req: OllamaEmbedRequest, inference: Inf, who: Who) -> JSONResponse:
+    inputs = ollama_embed_inputs(req)
     result = await inference.embed(Embed(model=req.model, caller=who, options=req.options, keep_alive=req.keep_alive,
-                                         inputs=embed_inputs(req.input), truncate=req.truncate,
+                                         inputs=inputs, truncate=req.truncate,
                                          dimensions=req.dimensions))
-    if not result.vectors and not embed_inputs(req.input):
+    if not result.vectors and not inputs:
         return JSONResponse({"model": req.model, "embeddings": []})
     # JSONResponse skips FastAPI's jsonable_encoder, which took twice json.dumps's time on 512 vectors.
     return JSONResponse({"model": req.model, "embeddings": result.vectors, "total_duration": result.total,
@@ -170,6 +187,8 @@ async def embed(req: EmbedRequest, inference: Inf, who: Who) -> JSONResponse:
 
 @router.post("/api/embeddings")
 async def embeddings(req: EmbeddingsRequest, inference: Inf, who: Who) -> dict[str, Any]:
+    if not req.model:
+        raise BadRequest("model is required")  # Ollama's text and status for embeddings
     vector = await inference.legacy_embed(LegacyEmbed(model=req.model, caller=who, options=req.options,
                                                       keep_alive=req.keep_alive, prompt=req.prompt))
     return {"embedding": vector}
