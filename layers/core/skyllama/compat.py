@@ -71,7 +71,8 @@ FIELDS: dict[str, list[tuple[str, str, str]]] = {
         ("context", S, "returned and accepted"), ("stream", S, ""), ("raw", S, ""),
         ("format", S, "`json` or a JSON schema, enforced with a grammar"),
         ("images", P, "validated; models with a vision projector are not supported by the engine yet"),
-        ("options", S, "every option mapped or documented as having no effect"),
+        ("options", S, "every option mapped or documented as having no effect; a value of the wrong type is a "
+                       "400 with Ollama's text (`option \"stop\" must be of type array`), where Ollama answers 500"),
         ("keep_alive", S, ""), ("think", S, "for models whose template supports thinking"),
         ("truncate", S, ""),
         ("shift", S, "default true: a full context drops half its history after `num_keep`; "
