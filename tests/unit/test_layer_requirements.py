@@ -34,7 +34,7 @@ NOT_IN_LAYER = {
 }
 # Library modules the Lambda functions never import: the CLI and the engine (image only).
 NOT_RUN_BY_THE_LAYER = ("cli.py", "__main__.py", "client/", "http/server_timeouts.py", "engine/llama.py",
-                        "engine/multiseq.py", "engine/adapters.py")
+                        "engine/multiseq.py", "engine/adapters.py", "engine/vision.py")
 # Third-party imports that reach the layer's code without a line of their own, with the reason.
 PROVIDED_WITHOUT_A_LINE = {
     "boto3": "the python3.12 runtime",

@@ -29,7 +29,7 @@ class LoadSpec:
     # GGUF LoRA adapters applied at scale 1.0 (as Ollama's runner applies them): a model with an
     # adapter is another load spec, so it never shares a runner with its base model.
     adapters: tuple[str, ...] = ()
-    prompt_cache: bool = True  # reuse KV cells of a shared prompt prefix (SKYLLAMA_PROMPT_CACHE)
+    projector: str = ""  # a vision projector GGUF (CLIP/mmproj): images go through mtmd (engine/vision.py)
 
     def __post_init__(self) -> None:
         # The wire (JSON) turns the tuple into a list; a frozen spec is a dict key, so it stays a tuple.
@@ -126,6 +126,12 @@ class Engine(Protocol):
     def load(self, spec: LoadSpec) -> EngineModel: ...
 
     def load_batched(self, spec: LoadSpec, n_seq: int) -> EngineModel: ...
+
+
+def image_placeholder(index: int) -> int:
+    """The prompt token that stands for image ``index`` (never a real token id: negative); the
+    server puts it where the prompt's ``[img-N]`` marker was, the engine evaluates the image there."""
+    return -(index + 1)
 
 
 class StopMatcher:

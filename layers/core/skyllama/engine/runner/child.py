@@ -151,6 +151,11 @@ class Host:
             raise RunnerFailed("this runner already holds a model")
         spec = wire.spec_from_wire(message["spec"])
         n_seq = int(message.get("n_seq") or 0)
+        if spec.projector:  # a vision model: one sequence, images through mtmd (engine/vision.py)
+            from ..vision import VisionModel
+
+            self.model = VisionModel(spec)
+            return {"n_ctx": self.model.n_ctx, "memory": self.model.memory_bytes(), "n_vocab": self.model.n_vocab}
         if n_seq:
             from ..multiseq import MultiSeqModel
 
@@ -189,7 +194,8 @@ class Host:
             return
         items: Iterator[str | TokenLogprob | Generated] = model.generate(
             [int(t) for t in message["prompt"]], wire.sampling_from_wire(message["sampling"]),
-            grammar=message.get("grammar"), cancel=cancel, logprobs=message.get("logprobs"))
+            grammar=message.get("grammar"), cancel=cancel, logprobs=message.get("logprobs"),
+            **wire.images_from_wire(message))
         produced = 0
         self._faults.before_token(produced)
         for item in items:

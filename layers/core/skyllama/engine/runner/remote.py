@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from typing import Any
 
 from ...errors import RunnerFailed
@@ -78,12 +78,12 @@ class RemoteModel:
     # -- generation and embeddings ----------------------------------------------------------------
 
     def generate(self, prompt: list[int], sampling: Sampling, *, grammar: str | None = None,
-                 cancel: threading.Event | None = None,
-                 logprobs: int | None = None) -> Iterator[str | TokenLogprob | Generated]:
+                 cancel: threading.Event | None = None, logprobs: int | None = None,
+                 images: Sequence[bytes] | None = None) -> Iterator[str | TokenLogprob | Generated]:
         timeouts = self.process.timeouts
         call = self.process.start("generate", timeout=timeouts.prompt, step=timeouts.token, cancel=cancel,
                                   prompt=list(prompt), sampling=wire.sampling_to_wire(sampling), grammar=grammar,
-                                  logprobs=logprobs)
+                                  logprobs=logprobs, **wire.images_to_wire(images))
         try:
             while True:
                 reply = call.get()
@@ -99,7 +99,8 @@ class RemoteModel:
 
     async def astream(self, prompt: list[int], sampling: Sampling, *, grammar: str | None = None,
                       cancel: threading.Event | None = None,
-                      logprobs: int | None = None) -> AsyncIterator[str | TokenLogprob | Generated]:
+                      logprobs: int | None = None,
+                      images: Sequence[bytes] | None = None) -> AsyncIterator[str | TokenLogprob | Generated]:
         """:meth:`generate` for the event loop: the reader thread hands each item straight to the
         loop, with no thread of the caller's in between (a thread woken per token takes a core
         from llama.cpp's own threads). Text that piles up while the loop is busy comes out as one."""
@@ -115,7 +116,7 @@ class RemoteModel:
 
         call = self.process.start("generate", timeout=timeouts.prompt, step=timeouts.token, cancel=cancel, sink=sink,
                                   prompt=list(prompt), sampling=wire.sampling_to_wire(sampling), grammar=grammar,
-                                  logprobs=logprobs)
+                                  logprobs=logprobs, **wire.images_to_wire(images))
         try:
             while True:
                 reply = await replies.get()

@@ -11,7 +11,9 @@ shape), which is far cheaper than JSON numbers for 512 embeddings.
 from __future__ import annotations
 
 import array
+import base64
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, fields
 from multiprocessing.connection import Connection
 from typing import Any
@@ -48,6 +50,18 @@ def spec_to_wire(spec: LoadSpec) -> Message:
 def spec_from_wire(data: Message) -> LoadSpec:
     names = {f.name for f in fields(LoadSpec)}
     return LoadSpec(**{k: v for k, v in data.items() if k in names})
+
+
+def images_to_wire(images: Sequence[bytes] | None) -> Message:
+    """A generate call's images (engine/vision.py), as base64 text: frames are JSON."""
+    return {"images": [base64.b64encode(image).decode("ascii") for image in images]} if images else {}
+
+
+def images_from_wire(message: Message) -> Message:
+    """The keyword arguments for ``generate``: ``images`` only when the call has some, so an
+    engine without a projector is never handed the argument."""
+    images = message.get("images")
+    return {"images": [base64.b64decode(image) for image in images]} if images else {}
 
 
 def sampling_to_wire(sampling: Sampling) -> Message:

@@ -20,6 +20,7 @@ from ...templates.prompt import describe_template
 from ..access.ownership import Caller
 from ..models.catalog import Catalog, Model
 from .commands import Chat, Generate, Sampled
+from .images import check_image_format
 
 
 @dataclass
@@ -62,8 +63,7 @@ def check_images(images: list[str] | None, prepared: Prepared, name: str) -> lis
             raise BadRequest(f"illegal base64 data in image {i}") from None
     if decoded and "vision" not in prepared.capabilities:
         raise BadRequest(f'"{name}" does not support images')
-    if decoded:  # the llama.cpp engine here has no multimodal projector support yet
-        raise BadRequest(f'"{name}" images are not supported by this server\'s engine')
+    check_image_format(decoded)
     return decoded
 
 

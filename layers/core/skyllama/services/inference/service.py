@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 from ...engine.base import EngineModel, Generated, TokenLogprob, l2_normalized
@@ -52,6 +53,7 @@ from .commands import (
     Request,
     Timings,
 )
+from .images import image_tokens, mark_messages, with_markers
 from .prompts import chat_prompt, generate_prompt
 from .scheduler import Lease, Scheduler
 from .worker import in_worker
@@ -102,17 +104,21 @@ class Inference:
         if not command.prompt and not command.suffix:
             yield await self._load_or_unload(prep)
             return
+        images = check_images(command.images, prep, command.model)
+        # the image markers go in front of the prompt (a raw prompt places its own [img-N])
+        marked = replace(command, prompt=with_markers(command.prompt, 0, len(images))) \
+            if images and not command.raw else command
         async with self.scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
             def prompt_tokens() -> list[int]:
                 context = lease.context
-                prompt = generate_prompt(prep, command, context, think)
-                return self._tokens(context, prompt, command.truncate)
+                prompt = generate_prompt(prep, marked, context, think)
+                return self._tokens(context, prompt, command.truncate, len(images))
 
             tokens = await asyncio.to_thread(prompt_tokens)
             split = _Split(tags)
-            async for item in _generation(lease.context, tokens, prep, logprobs, command.cancel):
+            async for item in _generation(lease.context, tokens, prep, logprobs, command.cancel, images):
                 if isinstance(item, Generated):
-                    context = None if command.raw else tokens + item.tokens
+                    context = None if command.raw else [t for t in tokens if t >= 0] + item.tokens
                     stop = await self._stop_of(item, lease, prep)
                     yield self._done(item, lease, started, command.cancel, split.finish(), context, stop)
                 else:
@@ -142,7 +148,7 @@ class Inference:
     def _chat_prompt(self, prep: Prepared, command: Chat, context: EngineModel, think: bool | str | None,
                      fit: bool) -> str:
         """A chat's prompt: the model's MESSAGEs and SYSTEM, then the request's messages. Blocking."""
-        messages = list(prep.model.messages) + list(command.messages)
+        messages, _count = mark_messages(list(prep.model.messages) + list(command.messages))
         if prep.model.system and (not messages or messages[0].get("role") != "system"):
             messages.insert(0, {"role": "system", "content": prep.model.system})
         return chat_prompt(prep, messages, command.tools, context, think=think, fit=fit,
@@ -159,15 +165,16 @@ class Inference:
         template = prep.model.template
         tools = command.tools
         parser = ToolCallParser(tools, template=parse(template) if template else None) if tools else None
+        images = [image for m in command.messages for image in check_images(m.get("images"), prep, command.model)]
         async with self.scheduler.acquire(prep.model, prep.options, prep.keep_alive) as lease:
             def prompt_tokens() -> list[int]:
                 prompt = self._chat_prompt(prep, command, lease.context, think, command.truncate is not False)
-                return self._tokens(lease.context, prompt, command.truncate)
+                return self._tokens(lease.context, prompt, command.truncate, len(images))
 
             tokens = await asyncio.to_thread(prompt_tokens)
             split = _Split(tags)
             counted: int | None = len(tokens)  # the first piece carries the prompt's token count
-            async for item in _generation(lease.context, tokens, prep, logprobs, command.cancel):
+            async for item in _generation(lease.context, tokens, prep, logprobs, command.cancel, images):
                 if isinstance(item, str | TokenLogprob):
                     piece = split.feed(item)
                     content, calls = parser.feed(piece.text) if parser and piece.text else (piece.text, [])
@@ -279,11 +286,13 @@ class Inference:
             pass
         return Done("load")
 
-    def _tokens(self, context: EngineModel, prompt: str, truncate: bool | None) -> list[int]:
+    def _tokens(self, context: EngineModel, prompt: str, truncate: bool | None, images: int = 0) -> list[int]:
         """The prompt's tokens (what can reach the context); 400 when too large, or too long
-        with ``truncate: false``. Blocking: tokenizing may be a round trip to the runner."""
+        with ``truncate: false``. Blocking: tokenizing may be a round trip to the runner. With
+        ``images``, their ``[img-N]`` markers become placeholders (``images.py``), and nothing is
+        cut: the engine refuses a prompt that does not fit rather than cut an image in half."""
         check_prompt_size(prompt, self.settings.max_prompt_bytes)
-        tokens = context.tokenize(context_tail(prompt, context.n_ctx))
+        tokens = image_tokens(context, prompt, images) if images else context.tokenize(context_tail(prompt, context.n_ctx))
         if truncate is False and len(tokens) >= context.n_ctx:
             raise BadRequest(LENGTH_ERROR)
         return tokens
@@ -313,9 +322,13 @@ class Inference:
 
 
 async def _generation(context: EngineModel, tokens: list[int], prep: Prepared, logprobs: dict[str, Any],
-                      handle: Handle | None) -> AsyncIterator[str | TokenLogprob | Generated]:
+                      handle: Handle | None, images: list[bytes] | None = None,
+                      ) -> AsyncIterator[str | TokenLogprob | Generated]:
     """The engine's items on the event loop: straight from a runner (``astream``), or from a
-    worker thread that owns an in-process context (``worker.in_worker``)."""
+    worker thread that owns an in-process context (``worker.in_worker``). ``images`` go only to
+    an engine that sees them (``engine/vision.py``): the placeholders in ``tokens`` are theirs."""
+    if images:
+        logprobs = {**logprobs, "images": images}
     astream = getattr(context, "astream", None)
     if astream is None:
         def work(cancel: threading.Event) -> Iterator[Any]:

@@ -37,6 +37,7 @@ from ...ports import BlobStore, ManifestStore, StoredManifest
 from ...templates import describe_jinja_template, describe_template
 from ...timefmt import rfc3339
 from ..access.ownership import Caller, Ownership
+from .projectors import projector_info
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,8 @@ class Catalog:
         if model.messages:
             response["messages"] = model.messages
         response["model_info"] = info.model_info() if info else {}
+        if model.projectors:  # Ollama shows the first projector's keys
+            response["projector_info"] = projector_info(self.gguf_info(model.projectors[0].digest))
         if verbose and info is not None:
             response["tensors"] = [
                 {"name": t.name, "type": t.type_name, "shape": list(t.shape)} for t in info.tensors

@@ -54,6 +54,7 @@ from ...templates.gotemplate import parse
 from ..access.ownership import Caller
 from .adapters import adapter_digests, check_adapter
 from .catalog import Catalog
+from .projectors import check_projector, is_projector
 
 Event = dict[str, Any]
 MAX_FILES = 256
@@ -155,6 +156,7 @@ def plan_create(catalog: Catalog, request: dict[str, Any], limits: OptionLimits,
         files = {**(files or {}), f"model-{i + 1}.gguf": str(digest)}
     if files:
         _plan_files(catalog, plan, files)
+    _check_projectors(catalog, plan)
     plan.adapters = adapter_digests(request, lambda digest: _existing_blob(catalog, digest, caller))
     _check_adapters(catalog, plan)
     for key in ("template", "system"):
@@ -201,6 +203,20 @@ def _check_quantize(catalog: Catalog, plan: CreatePlan) -> None:
         raise already_quantized(file_type)
 
 
+def _check_projectors(catalog: Catalog, plan: CreatePlan) -> None:
+    """Each projector must fit the text model it will feed (a 400 now, not a failed load)."""
+    projectors = [(n, d) for n, d in plan.gguf_files if _is_projector(catalog, n, d)]
+    if not projectors:
+        return
+    weights = next((d for n, d in plan.gguf_files if not _is_projector(catalog, n, d)), None)
+    if weights is None:
+        layer = next((x for x in plan.base_layers if x.media_type == MEDIA_MODEL), None)
+        weights = layer.digest if layer else None
+    base = catalog.gguf_info(weights) if weights else None
+    for name, digest in projectors:
+        check_projector(catalog.gguf_info(digest), base, name)
+
+
 def _check_adapters(catalog: Catalog, plan: CreatePlan) -> None:
     """Each adapter must fit the weights it will be applied to (a 400 now, not a failed load)."""
     if not plan.adapters or plan.source_files:  # converted weights are checked once they exist
@@ -215,7 +231,7 @@ def _check_adapters(catalog: Catalog, plan: CreatePlan) -> None:
 
 
 def _is_projector(catalog: Catalog, file_name: str, digest: Digest) -> bool:
-    return catalog.gguf_info(digest).architecture == "clip" or "mmproj" in file_name.lower()
+    return is_projector(catalog.gguf_info(digest)) or "mmproj" in file_name.lower()
 
 
 def _existing_blob(catalog: Catalog, digest_text: object, caller: Caller) -> Digest:
