@@ -60,28 +60,38 @@ def last_json(stdout: str) -> dict[str, float]:
     return phases
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+def measure(repeats: int) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """``repeats`` cold starts of the inference function and of bare llama-cpp-python, interleaved."""
     event = http_event("http-api-v2", "POST", "/api/generate", body={
         "model": SMOLLM2_NAME, "prompt": PROMPT, "raw": True, "stream": False,
         "options": {**GEN_OPTIONS, "num_predict": 1}})
     ours: list[dict[str, float]] = []
     bare: list[dict[str, float]] = []
     with warm_disk_lambda() as (folder, env):
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             run = subprocess.run([sys.executable, "-c", PHASES, str(ROOT / "tests" / "lambda"), json.dumps(event)],
                                  cwd=TASK_ROOT, env={**os.environ, **env}, capture_output=True, text=True, check=True)
             ours.append(last_json(run.stdout))
             run = subprocess.run([sys.executable, "-c", BARE, gguf_path(folder, SMOLLM2_NAME), PROMPT],
                                  capture_output=True, text=True, check=True)
             bare.append(last_json(run.stdout))
+    return ours, bare
+
+
+def print_phases(ours: list[dict[str, float]], bare: list[dict[str, float]]) -> None:
+    """The median of each phase, and of the totals, in ms."""
     for title, runs in (("skyllama inference function", ours), ("bare llama-cpp-python", bare)):
         print(title)
         for phase in runs[0]:
             print(f"  {phase:42} {statistics.median(r[phase] for r in runs) * 1e3:7.0f} ms")
         print(f"  {'total':42} {statistics.median(sum(r.values()) for r in runs) * 1e3:7.0f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print_phases(*measure(args.repeats))
 
 
 if __name__ == "__main__":

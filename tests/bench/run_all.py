@@ -13,8 +13,15 @@ Run: ``.venv/bin/python tests/bench/run_all.py [--repeats 5] [--only embed,gener
   batches in-process versus one after another (what batching can give on this hardware at all).
 - cold: process start to the first token (``skyllama serve`` on a folder with the model) versus
   a bare ``python -c`` that loads the GGUF with llama-cpp-python and decodes one token.
+- cold-phases: the Lambda inference function's cold start phase by phase (bench_cold_phases.py,
+  moto's server) and its total versus the same bare load.
 - storage: blob upload (``POST /api/blobs``), blob download (``GET /v2/.../blobs``) and a pull
   from a second instance on 127.0.0.1, each versus a plain file copy of the same bytes.
+- peer (bench_peer.py): skyllama versus llama-cpp-python's own server (``python -m llama_cpp.server``,
+  the ``bench`` extra) on the same GGUFs: ``peer.chat`` decode tokens/s (/v1 and /api/chat) and
+  TTFT, ``peer.turns`` a 6-turn growing chat, ``peer.tools`` a second conversation on the same
+  ~4k-token tool list, ``peer.embed`` /v1/embeddings and /api/embed 16x32, ``peer.concurrency`` 4
+  and 8 concurrent chats; ``--only peer.turns`` runs one family alone.
 
 Every side is measured inside one run, interleaved, with the same persistent HTTP client (creating
 an ``httpx.Client`` costs ~30 ms of SSL setup, which is not the server's time). Figures are the
@@ -25,21 +32,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
-import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import demo_folder, gguf_path, serve_in_subprocess
+from _common import ROWS, demo_folder, gguf_path, min_cosine, row, serve_in_subprocess, short_texts
+from bench_peer import PEER_FAMILIES, run_peer
+from bench_storage import bench_storage
 
 from skyllama.demo import SMOLLM2_NAME
 from skyllama.engine.llama import physical_cores
@@ -49,35 +54,6 @@ EMBED_MODEL = "all-minilm"
 PROMPT = "<|im_start|>user\nWrite a long story about a lighthouse keeper.<|im_end|>\n<|im_start|>assistant\n"
 CONCURRENCY_LEVELS = [1, 2, 4, 8]
 GEN_OPTIONS = {"num_ctx": 2048, "num_batch": 512, "temperature": 0, "seed": 1}
-ROWS: list[dict[str, Any]] = []
-
-
-def stats(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def row(workload: str, metric: str, ours: list[float], base: list[float] | None, baseline: str,
-        unit: str, target: str = "", higher_is_better: bool = True, **extra: Any) -> None:
-    """Record one line of the table: our figure, the baseline's and their ratio (or difference)."""
-    entry: dict[str, Any] = {"workload": workload, "metric": metric, "unit": unit, "ours": stats(ours),
-                             "baseline_name": baseline, "target": target, **extra}
-    if base:
-        entry["baseline"] = stats(base)
-        b, o = entry["baseline"]["median"], entry["ours"]["median"]
-        entry["ratio"] = o / b if higher_is_better else (o - b)
-    ROWS.append(entry)
-    print_row(entry)
-
-
-def print_row(e: dict[str, Any]) -> None:
-    o = e["ours"]
-    text = f"{e['workload']:<12} {e['metric']:<34} {o['median']:10.2f} [{o['min']:.2f}..{o['max']:.2f}] {e['unit']:<9}"
-    if "baseline" in e:
-        ratio = f"{e['ratio']:.3f}x" if e["unit"] != "ms" else f"{e['ratio']:+.1f} ms"
-        text += f" vs {e['baseline_name']} {e['baseline']['median']:.2f}: {ratio}"
-    if e.get("target"):
-        text += f"  (target {e['target']})"
-    print(text, flush=True)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -87,12 +63,6 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 # -- embeddings -------------------------------------------------------------------------------------
-
-def short_texts(n: int = 512) -> list[str]:
-    subjects = ["llamas", "the sky", "servers", "green grass", "a red bicycle", "coffee", "quantum physics"]
-    verbs = ["Why is", "Tell me about", "I really like", "Nobody understands", "A short story about"]
-    return [f"{verbs[i % len(verbs)]} {subjects[(i * 7) % len(subjects)]}, case number {i}?" for i in range(n)]
-
 
 def http_embed(client: httpx.Client, texts: list[str]) -> list[list[float]]:
     r = client.post("/api/embed", json={"model": EMBED_MODEL, "input": texts, "keep_alive": -1})
@@ -110,13 +80,6 @@ async def _gather_embed(url: str, chunks: list[list[str]]) -> list[list[float]]:
             return vectors
         parts = await asyncio.gather(*(one(c) for c in chunks))
     return [v for p in parts for v in p]
-
-
-def min_cosine(a: list[list[float]], b: list[list[float]]) -> float:
-    import numpy as np
-
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(((x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))).min())
 
 
 def bench_embed(url: str, folder: Path, repeats: int) -> None:
@@ -364,83 +327,19 @@ def bench_cold(folder: Path, repeats: int) -> None:
     for _ in range(repeats):
         ours.append(cold_serve(folder))
         base.append(cold_bare(path))
-    row("cold start", "process start to first token", ours, base, "bare llama-cpp-python", "ms",
-        higher_is_better=False)
+    row("cold start", "process start to first token", ours, base, "bare llama-cpp-python", "ms", "<= 2.0x",
+        higher_is_better=False, kind="ratio")
 
 
-# -- storage ----------------------------------------------------------------------------------------
+def bench_cold_phases(repeats: int) -> None:
+    """The Lambda inference function's cold start phase by phase (bench_cold_phases.py) and its total."""
+    import bench_cold_phases as phases  # imports run_all back (bench_lambda_cold): only once run_all is loaded
 
-def verified_copy(source: Path, dest: Path) -> None:
-    """What a verified, durable blob commit must do at least: read, sha256, write, fsync."""
-    h = hashlib.sha256()
-    with source.open("rb") as src, dest.open("wb") as out:
-        while chunk := src.read(4 << 20):
-            h.update(chunk)
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-
-
-def bench_storage(folder: Path, repeats: int) -> None:
-    from skyllama.composition import build_runtime
-    from skyllama.settings import Settings
-
-    runtime = build_runtime(Settings.from_env({}, models=folder, state_db=folder / ".skyllama" / "state.db"),
-                            inference=False)
-    model = runtime.catalog.get(SMOLLM2_NAME, None)
-    layer = model.model_layer
-    assert layer is not None
-    digest = f"sha256:{layer.digest.hex}"
-    blob = Path(runtime.catalog.model_path(model))
-    runtime.close()
-    size_mb = blob.stat().st_size / 1e6
-    scratch = Path(tempfile.mkdtemp(prefix="skyllama-bench-storage-"))
-    copy_s, verified_s, up_s, down_s, pull_s = [], [], [], [], []
-    empty = scratch / "b"
-    empty.mkdir()
-    # Each server in its own process (as in production): client, source and puller share no GIL.
-    with serve_in_subprocess(folder, registry_allow_loopback=True) as a_url, \
-            serve_in_subprocess(empty, registry_allow_loopback=True) as b_url, \
-            httpx.Client(timeout=600) as client:
-        name = f"{a_url.removeprefix('http://')}/library/smollm2:135m"
-        for _ in range(repeats):
-            copy_s.append(timed(lambda: shutil.copyfile(blob, scratch / "copy"))[0])
-            (scratch / "copy").unlink()
-            verified_s.append(timed(lambda: verified_copy(blob, scratch / "copy"))[0])
-            (scratch / "copy").unlink()
-            for partial in (empty / "blobs").glob(f"sha256-{layer.digest.hex}*"):
-                partial.unlink()
-
-            def upload() -> None:
-                with blob.open("rb") as f:
-                    client.post(f"{b_url}/api/blobs/{digest}", content=iter(lambda: f.read(4 << 20), b"")
-                                ).raise_for_status()
-            up_s.append(timed(upload)[0])
-
-            def download() -> None:
-                with client.stream("GET", f"{a_url}/v2/library/smollm2/blobs/{digest}") as r:
-                    r.raise_for_status()
-                    for _ in r.iter_raw():
-                        pass
-            down_s.append(timed(download)[0])
-            client.request("DELETE", f"{b_url}/api/delete", json={"model": "pulled:latest"})
-            for stale in (empty / "blobs").glob(f"sha256-{layer.digest.hex}*"):
-                stale.unlink()
-
-            def pull() -> None:
-                r = client.post(f"{b_url}/api/pull", json={"model": name, "insecure": True, "stream": False})
-                r.raise_for_status()
-            pull_s.append(timed(pull)[0])
-            client.request("DELETE", f"{b_url}/api/delete", json={"model": name})
-    shutil.rmtree(scratch, ignore_errors=True)
-    copy = [size_mb / s for s in copy_s]
-    verified = [size_mb / s for s in verified_s]
-    row("storage", f"sha256+write+fsync ({size_mb:.0f} MB)", verified, copy, "file copy", "MB/s", "bound")
-    for label, values in (("blob upload", up_s), ("blob download", down_s), ("pull from 127.0.0.1", pull_s)):
-        mbs = [size_mb / s for s in values]
-        row("storage", f"{label} ({size_mb:.0f} MB)", mbs, copy, "file copy", "MB/s", ">= 0.8x")
-        if label != "blob download":  # these verify and commit durably: their floor is the verified copy
-            row("storage", f"{label} ({size_mb:.0f} MB)", mbs, verified, "sha256+write+fsync", "MB/s", ">= 0.8x")
+    ours, bare = phases.measure(repeats)
+    phases.print_phases(ours, bare)
+    row("cold start", "Lambda function, phases summed", [sum(r.values()) * 1e3 for r in ours],
+        [sum(r.values()) * 1e3 for r in bare], "bare llama-cpp-python", "ms", "<= 2.0x", higher_is_better=False,
+        kind="ratio")
 
 
 # -- main -------------------------------------------------------------------------------------------
@@ -449,10 +348,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=64, help="decode tokens per generation run")
-    parser.add_argument("--only", default="embed,generate,concurrency,cold,storage")
+    parser.add_argument("--only", default="embed,generate,concurrency,cold,cold-phases,storage,peer",
+                        help="families, comma-separated; peer is peer.chat,peer.turns,peer.tools,peer.embed,"
+                             "peer.concurrency (each may be given alone)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args()
     only = set(args.only.split(","))
+    peer = {f for f in PEER_FAMILIES if "peer" in only or f"peer.{f}" in only}
     load = os.getloadavg()
     print(f"skyllama benchmarks: {os.cpu_count()} CPUs, load average {load[0]:.2f}, repeats {args.repeats}; "
           f"median [min..max]")
@@ -470,8 +372,12 @@ def main() -> None:
         bench_engine_ceiling(folder, CONCURRENCY_LEVELS[-1], args.repeats)
     if "cold" in only:
         bench_cold(folder, max(3, args.repeats // 2))
+    if "cold-phases" in only:
+        bench_cold_phases(max(3, args.repeats // 2))
     if "storage" in only:
         bench_storage(folder, args.repeats)
+    if peer:
+        run_peer(folder, peer, args.repeats)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps({"cpus": os.cpu_count(), "load_average": load, "repeats": args.repeats,
