@@ -70,7 +70,8 @@ FIELDS: dict[str, list[tuple[str, str, str]]] = {
         ("system", S, ""), ("template", S, "Go template, rendered by skyllama's own engine"),
         ("context", S, "returned and accepted"), ("stream", S, ""), ("raw", S, ""),
         ("format", S, "`json` or a JSON schema, enforced with a grammar"),
-        ("images", P, "validated; models with a vision projector are not supported by the engine yet"),
+        ("images", S, "through the model's vision projector (llama.cpp's mtmd), at Ollama's `[img-N]` places; "
+                      "PNG, JPEG, GIF or BMP, else 400; a model without a projector is Ollama's 400"),
         ("options", S, "every option mapped or documented as having no effect; a value of the wrong type is a "
                        "400 with Ollama's text (`option \"stop\" must be of type array`), where Ollama answers 500"),
         ("keep_alive", S, ""), ("think", S, "for models whose template supports thinking"),
@@ -96,8 +97,9 @@ FIELDS: dict[str, list[tuple[str, str, str]]] = {
     "/api/embeddings": [("model", S, ""), ("prompt", S, ""), ("options", S, ""), ("keep_alive", S, "")],
     "/api/create": [
         ("model", S, "`name` accepted too"), ("from", S, "a model name or a blob digest; never a server path"),
-        ("files", S, "GGUF, or safetensors + config + tokenizer (converted)"), ("adapters", P, "stored as a layer; "
-         "the engine does not apply LoRA adapters yet"),
+        ("files", S, "GGUF, or safetensors + config + tokenizer (converted)"), ("adapters", P, "GGUF LoRA, checked against the base "
+         "(architecture, tensor names and shapes) and applied at Ollama's scale 1.0; a PEFT safetensors adapter is "
+         "not converted yet (400)"),
         ("template", S, ""), ("system", S, ""), ("license", S, ""), ("parameters", S, "typed; unknown names 400"),
         ("messages", S, ""), ("quantize", S, "llama.cpp's quantizer"), ("quantization", S, "deprecated alias"),
         ("modelfile", S, "FROM, PARAMETER, TEMPLATE, SYSTEM, MESSAGE, LICENSE, ADAPTER"),
