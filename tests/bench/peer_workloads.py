@@ -75,7 +75,7 @@ _VERBS = ["get", "find", "create", "list", "fetch", "lookup"]
 
 
 def tool_list(nonce: int) -> list[dict[str, Any]]:
-    """38 tool definitions (~4,100 tokens as skyllama's template renders them, as Open WebUI's 36 do).
+    """38 tool definitions (~3,700 tokens as skyllama's template renders them; Open WebUI's 36 make ~4,000).
     ``nonce`` goes into the first tool's name, so each repeat starts from a prefix no cache holds."""
     tools = []
     for i, (subject, what) in enumerate(_TOOL_SUBJECTS):
@@ -93,7 +93,9 @@ def tool_list(nonce: int) -> list[dict[str, Any]]:
 
 def tools_as_system(tools: list[dict[str, Any]]) -> str:
     """The system message skyllama's SmolLM2 template renders for ``tools`` (data/smollm2.template)."""
-    lines = "\n".join(json.dumps({"type": "function", "function": t["function"]}) for t in tools)
+    # Ollama's ``json`` template function is Go's json.Marshal: compact, no spaces.
+    lines = "\n".join('{"type": "function", "function": ' + json.dumps(t["function"], separators=(",", ":")) + "}"
+                      for t in tools)
     return ("\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
             "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
             f"{lines}\n</tools>\n\nFor each function call, return a json object with function name and "
