@@ -41,7 +41,12 @@ ROUTES: list[tuple[str, str, str, str]] = [
                                   "Ollama answers `invalid input type`)"),
     ("GET", "/v1/models", S, ""),
     ("GET", "/v1/models/{model}", S, ""),
-    ("POST", "/v1/messages", S, "Anthropic Messages, streamed and not, tools"),
+    ("POST", "/v1/messages", S, "Anthropic Messages, streamed and not, tools; Ollama's checks and texts; "
+                                "thinking a model lacks is dropped (Ollama's relax_thinking); stop_reason "
+                                "`stop_sequence` names the one that fired (Ollama: `end_turn`); the stream's "
+                                "input_tokens counted, not estimated"),
+    ("POST", "/v1/messages/count_tokens", S, "the rendered prompt counted by the model's tokenizer "
+                                             "(Ollama has no route for it)"),
     ("POST", "/v1/responses", S, "string or item-list input, instructions, function tools and calls, "
                                  "text.format json_schema, reasoning, usage; streamed events with "
                                  "sequence numbers; no web_search (400), nothing stored, tool_choice ignored"),

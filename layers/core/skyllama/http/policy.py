@@ -49,6 +49,7 @@ POLICY: tuple[Rule, ...] = (
     Rule(POST, "/v1/embeddings", "inference"),
     Rule(POST, "/v1/responses", "inference"),
     Rule(POST, "/v1/messages", "inference"),
+    Rule(POST, "/v1/messages/count_tokens", "inference"),
     Rule(GET, "/v1/models", "inference"),
     Rule(GET, "/v1/models/*", "inference"),
     Rule(POST, "/api/create", "manage"),
