@@ -130,6 +130,9 @@ class Settings(BaseSettings):
                                 description="Default num_ctx when neither the request nor the model sets one.")
     flash_attention: bool = Field(False, validation_alias=AliasChoices("OLLAMA_FLASH_ATTENTION", "flash_attention"),
                                   description="Use flash attention in llama.cpp.")
+    prompt_cache: bool = Field(True, validation_alias=AliasChoices("SKYLLAMA_PROMPT_CACHE", "prompt_cache"),
+                               description="Reuse the KV cache of a prompt's longest prefix a context holds "
+                                           "(a chat's history, a shared system prompt or tool list).")
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = Field(
         "f16", validation_alias=AliasChoices("OLLAMA_KV_CACHE_TYPE", "kv_cache_type"),
         description="KV cache type (f16, q8_0, q4_0).")

@@ -30,6 +30,7 @@ class LoadSpec:
     # adapter is another load spec, so it never shares a runner with its base model.
     adapters: tuple[str, ...] = ()
     projector: str = ""  # a vision projector GGUF (CLIP/mmproj): images go through mtmd (engine/vision.py)
+    prompt_cache: bool = True  # reuse KV cells of a shared prompt prefix (SKYLLAMA_PROMPT_CACHE)
 
     def __post_init__(self) -> None:
         # The wire (JSON) turns the tuple into a list; a frozen spec is a dict key, so it stays a tuple.

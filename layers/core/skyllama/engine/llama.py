@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import math
 import os
 import random
 import threading
@@ -32,7 +31,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import llama_cpp
-import numpy as np
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from ..errors import BadRequest
@@ -47,6 +45,7 @@ from .base import (
     l2_normalized,
     shift_window,
 )
+from .samplers import token_logprob
 
 _KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
 # Packing a few short texts per decode is faster than one big ubatch (attention is quadratic in
@@ -110,7 +109,7 @@ class LlamaModel:
         self.n_vocab = int(self.llm.n_vocab())
         self.adapters = load_adapters(self.llm._model.model, spec.adapters)  # LoRA (engine/adapters.py)
         set_adapters(self.llm._ctx.ctx, self.adapters)
-        self._abort = _AbortFlag(self.llm._ctx.ctx)
+        self._abort = AbortFlag(self.llm._ctx.ctx)
         # llama.cpp may pad the context beyond num_ctx, but Llama's token buffer holds num_ctx
         self.n_ctx = min(self.llm.n_ctx(), len(self.llm.input_ids))
         self.n_batch = self.llm.n_batch
@@ -211,20 +210,8 @@ class LlamaModel:
         yield Generated(reason, tokens, len(prompt), first - start, len(tokens), max(end - first, 1))
 
     def _logprob(self, token: int, top: int) -> TokenLogprob:
-        """Log-softmax of the logits that produced ``token`` (the last decoded row)."""
-        n_vocab = self.llm.n_vocab()
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1), shape=(n_vocab,))
-        shifted = logits.astype(np.float64) - float(logits.max())
-        logp = shifted - math.log(float(np.exp(shifted).sum()))
-
-        def entry(t: int) -> tuple[str, float, list[int]]:
-            piece = self._piece(t)
-            return piece.decode("utf-8", errors="replace"), float(logp[t]), list(piece)
-
-        best = np.argpartition(-logp, top)[:top] if 0 < top < n_vocab else np.array([], dtype=int)
-        alternatives = [entry(int(t)) for t in sorted(best.tolist(), key=lambda t: -logp[t])]
-        text, value, raw = entry(token)
-        return TokenLogprob(text, value, raw, alternatives)
+        """The log-probabilities of ``token`` from the last decoded row."""
+        return token_logprob(self.llm._ctx.ctx, -1, int(self.llm.n_vocab()), token, top, self._piece)
 
     def grammar(self, gbnf: str) -> LlamaGrammar:
         """The grammar, refused with a 400 when llama.cpp's parser rejects it: llama-cpp-python
@@ -339,7 +326,7 @@ def check_grammar(vocab: Any, gbnf: str, root: str = "root") -> None:
     llama_cpp.llama_sampler_free(sampler)
 
 
-class _AbortFlag:
+class AbortFlag:
     """llama.cpp's abort callback, polled between graph nodes, reading a flag without the GIL.
 
     The callback is libc's ``strlen`` over a two-byte ``[flag, NUL]`` buffer: it returns 1 when

@@ -14,8 +14,16 @@ sequences decode in little more time than one: the weights are read once per ste
   top_k/typical/top_p/min_p/temp/dist with the seed), so a seed gives the tokens the
   single-sequence path gives; ``num_predict``, stop strings, ``format`` grammars and logprobs too.
   Nothing falls back to another path.
-- A finished, cancelled or abandoned sequence leaves at the next step: its KV cells are removed
-  with ``llama_memory_seq_rm`` and its id is reused; its batch-mates' cells are never touched.
+- A finished, cancelled or abandoned sequence leaves at the next step and its id is free again;
+  its prompt's KV cells stay: the prompt cache. Only prompt cells count: a generated token's cell
+  was computed alone, and llama.cpp's logits are not bit-identical between one token and a batch
+  (its own server says so of ``cache_prompt``), so reusing them would change greedy answers;
+  a chat's next turn evaluates the last answer and the new message. A new request takes the free sequence whose cells share
+  the longest prefix with its prompt (``prefix_cache.py``); the cells past that prefix are removed
+  with ``llama_memory_seq_rm`` and only the rest of the prompt is evaluated. Batch-mates' cells are
+  never touched. A failed or aborted decode forgets the cells of every sequence it carried.
+- A cancel stops a running ``llama_decode`` (prompt evaluation) only when every sequence in it
+  is cancelled, so batch-mates never lose a step.
 - Embeddings of a generative model run on a plain context of their own, loaded on first need.
 """
 
@@ -23,9 +31,7 @@ from __future__ import annotations
 
 import codecs
 import collections
-import math
 import queue
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -33,14 +39,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import llama_cpp
-import numpy as np
 from llama_cpp import _internals
-from llama_cpp.llama_grammar import LlamaGrammar
 
-from ..errors import BadRequest
 from .adapters import set_adapters
 from .base import Generated, LoadSpec, Sampling, StopMatcher, TokenLogprob, generation_limit, shift_counts
-from .llama import LlamaModel
+from .llama import AbortFlag, LlamaModel
+from .prefix_cache import REFILL_CHUNK, SlotCache, chunk_size
+from .samplers import sampler_chain, token_logprob
 
 _HOLDER_CTX = 64  # the tokenizer's own context: weights and vocabulary, no real KV cache
 
@@ -70,6 +75,10 @@ class _Seq:
     @property
     def prefilling(self) -> bool:
         return not self.prefilled and self.n_past < len(self.prompt)
+
+
+class _Aborted(Exception):
+    """llama_decode stopped by the abort flag: every sequence of the step was cancelled."""
 
 
 class MultiSeqModel:
@@ -105,6 +114,10 @@ class MultiSeqModel:
         self._waiting: collections.deque[_Seq] = collections.deque()
         self._active: list[_Seq] = []
         self._free_ids = list(range(self.n_seq - 1, -1, -1))
+        self._cache = SlotCache(self.n_seq, enabled=spec.prompt_cache)
+        self._abort = AbortFlag(self._ctx.ctx)
+        self.reused_tokens = 0  # prompt tokens taken from the cache instead of evaluated (tests read it)
+        self.refilled_tokens = 0  # answer tokens evaluated into the cache while idle
         self._closed = False
         self._plain: LlamaModel | None = None
         self._plain_lock = threading.Lock()
@@ -164,49 +177,14 @@ class MultiSeqModel:
             seq.gone = True
 
     def _sampler(self, sampling: Sampling, grammar: str | None) -> Any:
-        """A sampler chain in the order of llama-cpp-python's ``Llama._init_sampler``."""
-        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-
-        def add(sampler: Any) -> None:
-            llama_cpp.llama_sampler_chain_add(chain, sampler)
-
-        seed = sampling.seed if sampling.seed >= 0 else random.getrandbits(31)
-        last_n = sampling.repeat_last_n if sampling.repeat_last_n >= 0 else self.n_ctx
-        add(llama_cpp.llama_sampler_init_penalties(self._n_vocab, last_n, sampling.repeat_penalty,
-                                                   sampling.frequency_penalty, sampling.presence_penalty))
-        if grammar:
-            parsed = LlamaGrammar.from_string(grammar, verbose=False)
-            sampler = llama_cpp.llama_sampler_init_grammar(self.holder._vocab, parsed._grammar.encode("utf-8"),
-                                                           parsed._root.encode("utf-8"))
-            if not sampler:  # a NULL grammar in the chain would segfault at the first token
-                llama_cpp.llama_sampler_free(chain)
-                raise BadRequest("invalid format: llama.cpp could not parse the grammar built from it")
-            add(sampler)
-        temp = sampling.temperature
-        if temp < 0:
-            add(llama_cpp.llama_sampler_init_dist(seed))
-        elif temp == 0:
-            add(llama_cpp.llama_sampler_init_greedy())
-        elif sampling.mirostat == 1:
-            add(llama_cpp.llama_sampler_init_mirostat(self._n_vocab, seed, sampling.mirostat_tau,
-                                                      sampling.mirostat_eta, 100))
-        elif sampling.mirostat == 2:
-            add(llama_cpp.llama_sampler_init_mirostat_v2(seed, sampling.mirostat_tau, sampling.mirostat_eta))
-        else:
-            add(llama_cpp.llama_sampler_init_top_k(sampling.top_k))
-            add(llama_cpp.llama_sampler_init_typical(sampling.typical_p, 1))
-            add(llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1))
-            add(llama_cpp.llama_sampler_init_min_p(sampling.min_p, 1))
-            add(llama_cpp.llama_sampler_init_temp(temp))
-            add(llama_cpp.llama_sampler_init_dist(seed))
-        return chain
+        return sampler_chain(sampling, grammar, vocab=self.holder._vocab, n_vocab=self._n_vocab, n_ctx=self.n_ctx)
 
     # -- the decode thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and not self._active and not self._waiting:
+                while not self._closed and not self._active and not self._waiting and not self._cache.refills:
                     self._cond.wait()
                 if self._closed:
                     break
@@ -216,27 +194,34 @@ class MultiSeqModel:
                     seq.out.put(Generated("length", [], len(seq.prompt), 0, 0, 0))
                 while self._waiting and self._free_ids:
                     seq = self._waiting.popleft()
-                    seq.seq_id = self._free_ids.pop()
+                    seq.seq_id, keep = self._cache.choose(self._free_ids, seq.prompt)
+                    self._free_ids.remove(seq.seq_id)
+                    self._reuse(seq, keep)
                     seq.started = seq.first = time.perf_counter_ns()
                     self._active.append(seq)
             for seq in list(self._active):
                 if seq.gone or (seq.cancel is not None and seq.cancel.is_set()):
                     self._finish(seq, "length")
             if not self._active:
+                if self._cache.refills:  # idle: evaluate a finished answer into its slot's cache
+                    self._refill()
                 continue
             try:
                 self._step()
+            except _Aborted:  # every sequence in the step was cancelled: they end, their cells are gone
+                for seq in list(self._active):
+                    self._finish(seq, "length", forget=True)
             except Exception as e:  # noqa: BLE001 - every sequence of the step gets the error
                 for seq in list(self._active):
                     seq.out.put(e)
-                    self._drop(seq)
+                    self._drop(seq, forget=True)
         with self._cond:
             pending = list(self._waiting) + self._active
             self._waiting.clear()
         for seq in pending:
             seq.out.put(RuntimeError("the model was unloaded"))
             if seq in self._active:
-                self._drop(seq)
+                self._drop(seq, forget=True)
             else:
                 llama_cpp.llama_sampler_free(seq.sampler)
 
@@ -253,6 +238,8 @@ class MultiSeqModel:
             batch.logits[n] = logits
             if logits:
                 rows.append((seq, n))
+            if seq.prefilling:  # a prompt token: its cell is what an uncached prompt evaluation computes
+                self._cache.add(seq.seq_id, token)
             seq.n_past += 1
             n += 1
 
@@ -263,12 +250,18 @@ class MultiSeqModel:
         # into ubatches that give slightly different floats (greedy answers drift); one prompt
         # beside single decode tokens gives the single-sequence path's logits.
         filling = next((seq for seq in self._active if seq.prefilling), None)
-        while filling is not None and filling.prefilling and n < self.n_batch:
-            put(filling, filling.prompt[filling.n_past], filling.n_past == len(filling.prompt) - 1)
+        if filling is not None:
+            for _ in range(chunk_size(len(filling.prompt) - filling.n_past, self.n_batch - n)):
+                put(filling, filling.prompt[filling.n_past], filling.n_past == len(filling.prompt) - 1)
         batch.n_tokens = n
         if n == 0:
             return
+        if not self._all_cancelled():
+            self._abort.clear()
         code = llama_cpp.llama_decode(self._ctx.ctx, batch)
+        if code == 2 and self._abort.is_set():
+            self._abort.clear()
+            raise _Aborted
         if code != 0:
             raise RuntimeError(f"llama_decode failed ({code})")
         self.steps += 1
@@ -299,31 +292,61 @@ class MultiSeqModel:
             else:
                 self._finish(seq, "length")
 
+    def _reuse(self, seq: _Seq, keep: int) -> None:
+        """Start ``seq`` after the first ``keep`` cells of its slot (they hold its prompt's start)."""
+        if not llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, keep, -1):  # a partial removal refused
+            llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+            keep = 0
+        self._cache.keep(seq.seq_id, keep)
+        seq.n_past = keep
+        self.reused_tokens += keep
+
+    def _refill(self) -> None:
+        """One refill step (``prefix_cache.py``): a finished answer's tokens evaluated again as a
+        prompt is, in place of the cells its generation computed one at a time."""
+        step = self._cache.next_refill(min(self.n_batch, REFILL_CHUNK))
+        if step is None:
+            return
+        slot, pos, chunk = step
+        llama_cpp.llama_memory_seq_rm(self._mem, slot, pos, -1)
+        batch = self._batch.batch
+        for i, token in enumerate(chunk):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, pos + i, 1
+            batch.seq_id[i][0] = slot
+            batch.logits[i] = False
+        batch.n_tokens = len(chunk)
+        self._abort.clear()
+        if llama_cpp.llama_decode(self._ctx.ctx, batch) != 0:
+            llama_cpp.llama_memory_seq_rm(self._mem, slot, -1, -1)
+            self._cache.forget(slot)
+            return
+        self.refilled_tokens += len(chunk)
+        for token in chunk:
+            self._cache.add(slot, token)
+
+    def _all_cancelled(self) -> bool:
+        active = list(self._active)  # read from other threads too (interrupt)
+        return bool(active) and all(s.gone or (s.cancel is not None and s.cancel.is_set()) for s in active)
+
+    def interrupt(self) -> None:
+        """Stop the running ``llama_decode`` if every sequence in it is cancelled (from any thread)."""
+        if self._all_cancelled():
+            self._abort.set()
+
     def _shift(self, seq: _Seq) -> None:
         """Context shift in place: drop the oldest half after ``num_keep`` from this sequence's
         KV cells and move the newer cells back (RoPE positions are adjusted by llama.cpp)."""
         keep, discard = shift_counts(seq.n_past, seq.num_keep)
         llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, keep, keep + discard)
         llama_cpp.llama_memory_seq_add(self._mem, seq.seq_id, keep + discard, seq.n_past, -discard)
+        self._cache.shift(seq.seq_id, keep)
         seq.n_past -= discard
         seq.prefilled = True
 
     def _logprob(self, row: int, token: int, top: int) -> TokenLogprob:
-        """Log-softmax of the logits row that produced ``token``."""
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._ctx.ctx, row), shape=(self._n_vocab,))
-        shifted = logits.astype(np.float64) - float(logits.max())
-        logp = shifted - math.log(float(np.exp(shifted).sum()))
+        return token_logprob(self._ctx.ctx, row, int(self._n_vocab), token, top, self.holder._piece)
 
-        def entry(t: int) -> tuple[str, float, list[int]]:
-            piece = self.holder._piece(t)
-            return piece.decode("utf-8", errors="replace"), float(logp[t]), list(piece)
-
-        best = np.argpartition(-logp, top)[:top] if 0 < top < self._n_vocab else np.array([], dtype=int)
-        alternatives = [entry(int(t)) for t in sorted(best.tolist(), key=lambda t: -logp[t])]
-        text, value, raw = entry(token)
-        return TokenLogprob(text, value, raw, alternatives)
-
-    def _finish(self, seq: _Seq, reason: str) -> None:
+    def _finish(self, seq: _Seq, reason: str, *, forget: bool = False) -> None:
         if reason != "stop":
             tail = seq.stops.flush() + seq.decoder.decode(b"", final=True)
             if tail:
@@ -331,11 +354,16 @@ class MultiSeqModel:
         end = time.perf_counter_ns()
         seq.out.put(Generated(reason, seq.tokens, len(seq.prompt), seq.first - seq.started, len(seq.tokens),
                               max(end - seq.first, 1)))
-        self._drop(seq)
+        if not forget:
+            self._cache.answered(seq.seq_id, len(seq.prompt), seq.tokens)
+        self._drop(seq, forget=forget)
 
-    def _drop(self, seq: _Seq) -> None:
-        """Forget ``seq``: its KV cells, its sampler and its id (decode thread only)."""
-        llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+    def _drop(self, seq: _Seq, *, forget: bool = False) -> None:
+        """``seq`` leaves: its sampler is freed and its id is free again; its KV cells stay as the
+        prompt cache unless ``forget`` (a failed decode left them unknown) (decode thread only)."""
+        if forget:
+            llama_cpp.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+            self._cache.forget(seq.seq_id)
         llama_cpp.llama_sampler_free(seq.sampler)
         with self._cond:
             self._active.remove(seq)

@@ -143,7 +143,8 @@ class Host:
         if op == "detokenize":
             return model.detokenize([int(t) for t in message["tokens"]])
         if op == "stats":  # the batched engine's counters (tests and benchmarks read them)
-            return {k: getattr(model, k) for k in ("steps", "max_batch_seqs", "active") if hasattr(model, k)}
+            counters = ("steps", "max_batch_seqs", "active", "reused_tokens", "refilled_tokens")
+            return {k: getattr(model, k) for k in counters if hasattr(model, k)}
         raise RunnerFailed(f"unknown runner operation {op!r}")
 
     def _load(self, message: wire.Message) -> wire.Message:
@@ -156,15 +157,15 @@ class Host:
 
             self.model = VisionModel(spec)
             return {"n_ctx": self.model.n_ctx, "memory": self.model.memory_bytes(), "n_vocab": self.model.n_vocab}
-        if n_seq:
-            from ..multiseq import MultiSeqModel
-
-            self.model = MultiSeqModel(spec, n_seq)
-            self.shared = True
-        else:
+        if spec.embedding:
             from ..llama import LlamaModel
 
             self.model = LlamaModel(spec)
+        else:  # one sequence or several: the engine with the prompt cache (multiseq.py)
+            from ..multiseq import MultiSeqModel
+
+            self.model = MultiSeqModel(spec, max(1, n_seq))
+            self.shared = True
         vocab = getattr(self.model, "n_vocab", None)
         return {"n_ctx": self.model.n_ctx, "memory": self.model.memory_bytes(), "n_vocab": vocab}
 
@@ -220,7 +221,7 @@ class Host:
         if event is not None:
             event.set()
             interrupt = getattr(self.model, "interrupt", None)
-            if interrupt is not None and not self.shared:
+            if interrupt is not None:
                 interrupt()  # reaches llama.cpp inside prompt evaluation, not only between tokens
 
     def _close(self) -> None:

@@ -139,7 +139,7 @@ class Scheduler:
             n_threads=int(merged.get("num_thread") or self.settings.num_thread or 0),
             # Embedding models always use it: +5% texts/s, cosine 0.9999997 (tests/bench/sweep.py).
             flash_attn=self.settings.flash_attention or embedding, kv_cache_type=self.settings.kv_cache_type,
-            embedding=embedding, name=model.name.display(),
+            embedding=embedding, name=model.name.display(), prompt_cache=self.settings.prompt_cache,
             adapters=tuple(str(self.catalog.blobs.local_path(a.digest)) for a in model.adapters),
             projector=str(self.catalog.blobs.local_path(model.projectors[0].digest)) if model.projectors else "",
         )
