@@ -25,7 +25,7 @@ asgi = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "a
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID)
-@metrics.log_metrics
+@metrics.log_metrics(capture_cold_start_metric=True)  # ColdStart, dimension function_name
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """API Gateway (REST v1, HTTP API v2), Function URL or ALB event in, HTTP response out."""
     metrics.add_metric(name="ApiRequests", unit=MetricUnit.Count, value=1)

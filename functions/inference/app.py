@@ -40,12 +40,12 @@ asgi = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, "a
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID)
-@metrics.log_metrics
+@metrics.log_metrics(capture_cold_start_metric=True)  # ColdStart, dimension function_name
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """An HTTP event (API Gateway, Function URL, ALB), or the warmer's ``{"source": "skyllama.warmer"}``."""
     loop = event_loop()
     if event.get("source") == "skyllama.warmer":
-        metrics.add_metric(name="WarmUps", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="WarmUpsReceived", unit=MetricUnit.Count, value=1)  # the warmer counts WarmUps sent
         models = warm_up(inference, event.get("models"), runtime.clock.now())
         return {"warm": True, "models": loop.run_until_complete(models)}
     metrics.add_metric(name="InferenceRequests", unit=MetricUnit.Count, value=1)

@@ -26,7 +26,7 @@ controls = WarmerControls.from_settings(settings)
 
 
 @logger.inject_lambda_context(correlation_id_path="id")
-@metrics.log_metrics
+@metrics.log_metrics(capture_cold_start_metric=True)  # ColdStart, dimension function_name
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """An EventBridge scheduled event in; the plan and what was done out."""
     now = clock.now()
@@ -40,4 +40,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.info(reason)
     metrics.add_metric(name="LiveModels", unit=MetricUnit.Count, value=len(decided.plan.warm))
     metrics.add_metric(name="WarmUps", unit=MetricUnit.Count, value=len(decided.events))
+    # the capacity targets this round set (only those configured): the dashboard's warm-capacity graph
+    if controls.provisioned is not None:
+        metrics.add_metric(name="ProvisionedConcurrency", unit=MetricUnit.Count, value=decided.plan.provisioned)
+    if controls.gpu_tasks is not None:
+        metrics.add_metric(name="GpuDesiredCount", unit=MetricUnit.Count, value=decided.plan.desired_count)
     return decided.summary(answered, actions)

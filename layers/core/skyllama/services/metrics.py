@@ -101,18 +101,24 @@ class Metrics:
 
 
 def emit_generation_emf(model: str, load_ns: int, prompt_eval_ns: int, eval_count: int, eval_ns: int) -> None:
-    """One CloudWatch EMF document with the generation's latencies (dimension ``model``)."""
+    """One CloudWatch EMF document with the generation's latencies and decode rate (dimension sets
+    ``[model, service]`` and ``[service]``)."""
     from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
     try:
         metrics = EphemeralMetrics(namespace="skyllama", service="skyllama")
         metrics.add_dimension(name="model", value=model or "-")
+        metrics.add_dimensions(service="skyllama")  # also fleet-wide: the p99 TTFT alarm reads that set
         metrics.add_metric(name="TimeToFirstToken", unit=MetricUnit.Milliseconds,
                            value=(load_ns + prompt_eval_ns) / 1e6)
         metrics.add_metric(name="LoadDuration", unit=MetricUnit.Milliseconds, value=load_ns / 1e6)
         if eval_count:
             metrics.add_metric(name="TimePerOutputToken", unit=MetricUnit.Milliseconds,
                                value=eval_ns / eval_count / 1e6)
+        if eval_count and eval_ns:
+            # its own metric, not 1000/TPOT: a percentile of a ratio is not the ratio of a percentile
+            metrics.add_metric(name="TokensPerSecond", unit=MetricUnit.CountPerSecond,
+                               value=eval_count / (eval_ns / 1e9))
         metrics.flush_metrics()
     except Exception:  # noqa: BLE001
         log.exception("could not emit EMF metrics")

@@ -145,12 +145,16 @@ class Meter:
 
 
 def emit_emf(usage: UsageRecord) -> None:
-    """Print one CloudWatch EMF document (namespace ``skyllama``, dimension ``route``) to stdout."""
+    """Print one CloudWatch EMF document (namespace ``skyllama``; dimension sets ``[route, service]``
+    and ``[service]``) to stdout."""
     from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
     try:
         metrics = EphemeralMetrics(namespace="skyllama", service="skyllama")
         metrics.add_dimension(name="route", value=usage.route or "-")
+        # a second dimension set, [service] alone: the all-routes figures the dashboard's totals
+        # and the error-rate alarm read (an alarm cannot sum a SEARCH over every route)
+        metrics.add_dimensions(service="skyllama")
         metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="PromptTokens", unit=MetricUnit.Count, value=usage.prompt_tokens)
         metrics.add_metric(name="CompletionTokens", unit=MetricUnit.Count, value=usage.completion_tokens)
@@ -158,6 +162,8 @@ def emit_emf(usage: UsageRecord) -> None:
         metrics.add_metric(name="Duration", unit=MetricUnit.Milliseconds, value=usage.duration_ns / 1e6)
         if usage.status >= 400:
             metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
+        if usage.status >= 500:  # the service's own failures, apart from clients' bad requests
+            metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
         for name in ("owner", "key_id", "model", "method", "status", "request_id"):
             metrics.add_metadata(key=name, value=getattr(usage, name))
         metrics.flush_metrics()
