@@ -65,7 +65,7 @@ def test_create_from_a_gguf_file_and_from_a_model_name(server: RunningServer, tm
     (tmp_path / "Derived").write_text("FROM tiny\nSYSTEM Be brief.\n")
     assert run_cli(monkeypatch, server.url, "tiny-brief", "-f", str(tmp_path / "Derived")) == 0
     shown = ollama.Client(host=server.url).show("tiny-brief")
-    assert shown.template == "{{ .Prompt }}" and 'SYSTEM """Be brief."""' in (shown.modelfile or "")
+    assert shown.template == "{{ .Prompt }}" and "\nSYSTEM Be brief.\n" in (shown.modelfile or "")
 
 
 def test_errors_are_clear(server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -63,7 +63,7 @@ def test_official_client_create_list_show_copy_delete(server: RunningServer, tmp
     assert listed[0].details.family == "llama" and listed[0].details.quantization_level == "F32"
 
     shown = client.show("tiny")
-    assert shown.template == "{{ .Prompt }}" and 'SYSTEM """Be brief."""' in (shown.modelfile or "")
+    assert shown.template == "{{ .Prompt }}" and "\nSYSTEM Be brief.\n" in (shown.modelfile or "")
     assert httpx.post(server.url + "/api/show", json={"model": "tiny"}).json()["system"] == "Be brief."
     assert "temperature" in (shown.parameters or "") and shown.modelinfo["general.architecture"] == "llama"
     assert shown.capabilities == ["completion"]

@@ -121,17 +121,22 @@ class GGUFInfo:
         value = self.metadata.get("tokenizer.chat_template")
         return value if isinstance(value, str) else None
 
-    def model_info(self) -> dict[str, Any]:
-        """``/api/show``'s ``model_info``: every key, with big arrays as ``None`` as Ollama does."""
+    def model_info(self, verbose: bool = False) -> dict[str, Any]:
+        """``/api/show``'s ``model_info`` (and ``projector_info``) as Ollama's getModelData decodes
+        it: without ``verbose`` with ``maxArraySize`` 0, so every array that is not empty is
+        ``null``; with it, every array in full (read this info with ``read_gguf(all_arrays=True)``).
+        Show then drops :data:`SHOW_DELETED_KEYS` from the model's (not the projector's)."""
         info: dict[str, Any] = {}
         for key, value in self.metadata.items():
-            info[key] = value
+            info[key] = None if isinstance(value, list) and value and not verbose else value
         for key in self.array_lengths:
             info[key] = None
         info["general.parameter_count"] = self.parameter_count
         return dict(sorted(info.items()))
 
 
+# the keys Ollama's GetModelInfo deletes from the model's info before answering
+SHOW_DELETED_KEYS = ("general.name", "tokenizer.chat_template")
 _U64 = struct.Struct("<Q")
 
 
@@ -190,8 +195,9 @@ def _value_type(raw: int, what: str) -> GGUFValueType:
         raise InvalidModelFile(f"invalid GGUF file: unknown value type {raw} in {what}") from None
 
 
-def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str, depth: int = 0) -> tuple[Any, int | None]:
-    """Read one value; arrays longer than MAX_ARRAY_KEEP are skipped and return (None, length)."""
+def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str, depth: int = 0,
+                keep_up_to: int = MAX_ARRAY_KEEP) -> tuple[Any, int | None]:
+    """Read one value; arrays longer than ``keep_up_to`` are skipped and return (None, length)."""
     if vtype in _SCALARS:
         return cur.unpack(_SCALARS[vtype], key), None
     if vtype == GGUFValueType.STRING:
@@ -204,30 +210,33 @@ def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str, depth: int = 0) ->
         width = struct.calcsize(_SCALARS[item_type])
         if count * width > cur.size:
             raise InvalidModelFile(f"invalid GGUF file: array {key} runs past the end of the file")
-        if count > MAX_ARRAY_KEEP:
+        if count > keep_up_to:
             cur.skip(count * width, key)
             return None, count
         return [cur.unpack(_SCALARS[item_type], key) for _ in range(count)], None
     if count * 8 > cur.size:  # every string or nested array needs at least 8 bytes
         raise InvalidModelFile(f"invalid GGUF file: array {key} runs past the end of the file")
-    keep = count <= MAX_ARRAY_KEEP
+    keep = count <= keep_up_to
     if not keep and item_type == GGUFValueType.STRING:
         cur.skip_strings(count, key)  # the vocabulary: walk the lengths, keep nothing
         return None, count
     items = []
     for _ in range(count):
-        value, _n = _read_value(cur, item_type, key, depth + 1)
+        value, _n = _read_value(cur, item_type, key, depth + 1, keep_up_to)
         if keep:
             items.append(value)
     return (items, None) if keep else (None, count)
 
 
-def read_gguf(path: Path | str) -> GGUFInfo:
+def read_gguf(path: Path | str, *, all_arrays: bool = False) -> GGUFInfo:
     """Validate a GGUF file's header and tensor table and return what it says.
 
     Raises :class:`InvalidModelFile` (a 400) for anything malformed, within bounded time and
-    memory whatever the counts in the header claim.
+    memory whatever the counts in the header claim. ``all_arrays`` keeps every array, the
+    vocabulary too (``/api/show`` with ``verbose``); its memory is bounded by the file's size,
+    since every count was checked against it.
     """
+    keep_up_to = MAX_TENSORS * MAX_KV if all_arrays else MAX_ARRAY_KEEP
     size = os.path.getsize(path)
     if size < 24:
         raise InvalidModelFile("invalid GGUF file: too short")
@@ -246,7 +255,7 @@ def read_gguf(path: Path | str) -> GGUFInfo:
         for _ in range(n_kv):
             key = cur.string(MAX_KEY_LEN, "key")
             vtype = _value_type(cur.unpack("<I", key), key)
-            value, length = _read_value(cur, vtype, key)
+            value, length = _read_value(cur, vtype, key, keep_up_to=keep_up_to)
             if length is not None:
                 info.array_lengths[key] = length
             else:

@@ -21,7 +21,8 @@ async def tags(rt: Rt, who: Who) -> dict[str, Any]:
 
 @router.post("/api/show")
 async def show(req: ShowRequest, rt: Rt, who: Who) -> dict[str, Any]:
-    result: dict[str, Any] = await in_thread(rt.catalog.show, req.model_name(), who, req.verbose)
+    result: dict[str, Any] = await in_thread(rt.catalog.show, req.model_name(), who, req.verbose, req.system,
+                                             req.options)
     return result
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ...digests import Digest
 from ...errors import BadRequest, ModelNotFound, SkyllamaError
-from ...gguf_info import GGUFInfo, read_gguf
+from ...gguf_info import SHOW_DELETED_KEYS, GGUFInfo, read_gguf
 from ...manifest import (
     MEDIA_ADAPTER,
     MEDIA_LICENSE,
@@ -30,7 +30,7 @@ from ...manifest import (
     Layer,
     Manifest,
 )
-from ...modelfile import render_modelfile
+from ...modelfile import render_modelfile, shown_options
 from ...names import ModelName
 from ...options import format_parameters
 from ...ports import BlobStore, ManifestStore, StoredManifest
@@ -216,16 +216,24 @@ class Catalog:
             log.warning("no capabilities for %s: %s", model.name, e)
             return {}
 
-    def show(self, name_text: str, caller: Caller, verbose: bool = False) -> dict[str, Any]:
+    def show(self, name_text: str, caller: Caller, verbose: bool = False, system: str | None = None,
+             options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``/api/show`` as Ollama's GetModelInfo: the request's ``system`` replaces the model's
+        (answer and Modelfile), its ``options`` join the Modelfile's PARAMETERs (not
+        ``parameters``); ``verbose`` reads every array of the GGUF header."""
         model = self.get(name_text, caller)
+        if system:
+            model.system = system
         layer = model.model_layer
         info = self.gguf_info(layer.digest) if layer else None
+        if verbose and layer is not None:
+            info = read_gguf(self.blobs.local_path(layer.digest), all_arrays=True)
         response: dict[str, Any] = {}
         if model.licenses:
             response["license"] = "\n".join(model.licenses)
         response["modelfile"] = render_modelfile(
             from_line=f"@{layer.digest}" if layer else model.name.display(),
-            template=model.template, system=model.system, params=model.params,
+            template=model.template, system=model.system, params={**model.params, **shown_options(options)},
             messages=model.messages, licenses=model.licenses, display_name=model.name.display(),
             projectors=tuple(f"@{x.digest}" for x in model.projectors),
             adapters=tuple(f"@{x.digest}" for x in model.adapters),
@@ -240,10 +248,11 @@ class Catalog:
         response["details"] = details
         if model.messages:
             response["messages"] = model.messages
-        response["model_info"] = info.model_info() if info else {}
+        response["model_info"] = {k: v for k, v in info.model_info(verbose).items()
+                                  if k not in SHOW_DELETED_KEYS} if info else {}
         if model.projectors:  # Ollama shows the first projector's keys
             response["projector_info"] = projector_info(self.gguf_info(model.projectors[0].digest))
-        if verbose and info is not None:
+        if info is not None:  # always, as Ollama's GetModelInfo (its CLI prints them with --verbose)
             response["tensors"] = [
                 {"name": t.name, "type": t.type_name, "shape": list(t.shape)} for t in info.tensors
             ]

@@ -50,6 +50,7 @@ from ...modelfile import parse_modelfile
 from ...names import ModelName
 from ...option_bounds import OptionLimits
 from ...options import validate_parameters, validate_stored_parameters
+from ...templates.errors import TemplateError
 from ...templates.gotemplate import parse
 from ..access.ownership import Caller
 from .adapters import adapter_digests, check_adapter
@@ -180,8 +181,12 @@ def plan_create(catalog: Catalog, request: dict[str, Any], limits: OptionLimits,
 
 
 def _check_template(template: str) -> None:
-    """A TEMPLATE layer is a Go template: one that does not parse would fail every request."""
-    parse(template)  # TemplateError is a 400 with Go's message
+    """A TEMPLATE layer is a Go template: one that does not parse would fail every request.
+    Ollama's words (create.go's setTemplate): ``template error: template: :1: unclosed action``."""
+    try:
+        parse(template)
+    except TemplateError as e:
+        raise BadRequest(f"template error: {e.message}") from None
 
 
 def _check_quantize(catalog: Catalog, plan: CreatePlan) -> None:
