@@ -5,8 +5,9 @@
   by the presigned multipart flow: parts in parallel straight to S3, ``complete``, the create;
   then the model generates. A part that fails is retried; an upload stopped part-way resumes
   (only the missing parts are sent again).
-- The official ``ollama`` Python client, with a real 100 MiB file, gets the 413 that names the
-  two ways that work, and no multipart upload is opened for it; ``?presign=1`` (asked for) is the
+  The same through the installed ``skyllama`` command, as a user runs it.
+- The official ``ollama`` Python client, with the same GGUF and with a real 100 MiB file, gets the
+  413 that names the two ways that work, and no multipart upload is opened for it; ``?presign=1`` (asked for) is the
   only ``202``, and an abandoned presigned upload is aborted after the upload TTL.
 """
 
@@ -16,6 +17,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,6 +105,33 @@ def test_skyllama_create_uploads_a_real_gguf_to_s3_and_generates(stack: RunningS
     assert open_uploads(fake_aws, stack) == []
     reply = ollama.Client(stack.url).generate(model="uploaded", prompt="Say hi.", options={"num_predict": 4})
     assert reply.done and reply.eval_count and reply.eval_count > 0
+
+
+def test_the_skyllama_command_creates_from_a_modelfile_on_the_stack(stack: RunningServer, gguf: Path,
+                                                                      fake_aws: FakeAws) -> None:
+    """``skyllama create -f Modelfile`` as a user types it (the installed command, OLLAMA_HOST at the
+    stack): the GGUF goes up by presigned multipart, the model is created and generates."""
+    assert gguf.stat().st_size >= 20 * MIB
+    command = Path(sys.executable).with_name("skyllama")
+    done = subprocess.run([str(command), "create", "cli-uploaded", "-f", "Modelfile"], cwd=gguf.parent,
+                          env={**os.environ, "OLLAMA_HOST": stack.url}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "success" in done.stdout + done.stderr
+    assert open_uploads(fake_aws, stack) == []
+    reply = ollama.Client(stack.url).generate(model="cli-uploaded", prompt="Say hi.", options={"num_predict": 4})
+    assert reply.done and reply.eval_count and reply.eval_count > 0
+
+
+def test_official_python_client_gets_the_413_for_the_same_gguf(stack: RunningServer, gguf: Path,
+                                                              fake_aws: FakeAws) -> None:
+    """The file ``skyllama create`` uploads above, given to the official client's own upload."""
+    digest = "sha256:" + hashlib.sha256(gguf.read_bytes()).hexdigest()
+    with pytest.raises(ollama.ResponseError) as caught:
+        ollama.Client(stack.url).create_blob(gguf)
+    assert caught.value.status_code == 413
+    assert "skyllama create" in caught.value.error and "/api/pull" in caught.value.error
+    assert httpx.head(f"{stack.url}/api/blobs/{digest}").status_code == 404  # nothing stored
+    assert open_uploads(fake_aws, stack) == []  # and no upload opened
 
 
 def test_an_interrupted_upload_resumes_with_the_missing_parts_only(stack: RunningServer, tmp_path: Path,
