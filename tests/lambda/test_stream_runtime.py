@@ -164,10 +164,12 @@ def test_chat_streams(runtime: FakeRuntimeApi) -> None:
 
 def test_deadline_mid_stream_ends_with_an_error_line_and_trailers(runtime: FakeRuntimeApi) -> None:
     """Lambda stops the function at its deadline without a word; the runtime ends the body first."""
-    # A raw run of one word: greedy decoding repeats it, so the generation outlasts the deadline.
+    # A raw count: greedy decoding goes on counting (1500 tokens, ~17 s here), so the generation
+    # outlasts the deadline ("the " * 64 reached an end of text after 188 tokens, inside 3 s once
+    # decoding got faster).
     request = {
         "model": "smollm2:135m",
-        "prompt": "the " * 64,
+        "prompt": ", ".join(str(i) for i in range(1, 40)) + ",",
         "raw": True,
         "options": {**GREEDY, "num_predict": -1},
     }
@@ -202,7 +204,7 @@ def test_a_client_that_goes_away_stops_the_generation(runtime: FakeRuntimeApi) -
     """The connection drops mid-stream: the app sees a disconnect and frees the model at once."""
     request = {
         "model": "smollm2:135m",
-        "prompt": "the " * 64,
+        "prompt": ", ".join(str(i) for i in range(1, 40)) + ",",  # greedy counting goes on (see above)
         "raw": True,
         "options": {**GREEDY, "num_predict": -1},
     }
@@ -227,7 +229,8 @@ def test_a_client_that_goes_away_stops_the_generation(runtime: FakeRuntimeApi) -
 
 def test_bad_request_is_a_4xx_json_error(runtime: FakeRuntimeApi) -> None:
     outcome = runtime.invoke(
-        http_event("function-url", "POST", "/api/generate", body={"prompt": "no model"})
+        # a prompt that is not a string (no model is Ollama's 404 "model '' not found" since e4b38f3)
+        http_event("function-url", "POST", "/api/generate", body={"model": "nope:1b", "prompt": 5})
     ).wait()
     prelude, body, _ = split(outcome)
     assert prelude["statusCode"] == 400 and prelude["headers"]["content-type"] == "application/json; charset=utf-8"
