@@ -102,9 +102,9 @@ FIELDS: dict[str, list[tuple[str, str, str]]] = {
     "/api/embeddings": [("model", S, ""), ("prompt", S, ""), ("options", S, ""), ("keep_alive", S, "")],
     "/api/create": [
         ("model", S, "`name` accepted too"), ("from", S, "a model name or a blob digest; never a server path"),
-        ("files", S, "GGUF, or safetensors + config + tokenizer (converted)"), ("adapters", P, "GGUF LoRA, checked against the base "
-         "(architecture, tensor names and shapes) and applied at Ollama's scale 1.0; a PEFT safetensors adapter is "
-         "not converted yet (400)"),
+        ("files", S, "GGUF, or safetensors + config + tokenizer (converted)"), ("adapters", S, "GGUF LoRA, or a PEFT "
+         "safetensors LoRA (adapter_config.json + adapter_model.safetensors) converted to one for llama and qwen2 "
+         "bases; checked against the base (architecture, tensor names and shapes) and applied at Ollama's scale 1.0"),
         ("template", S, ""), ("system", S, ""), ("license", S, ""), ("parameters", S, "typed; unknown names 400"),
         ("messages", S, ""), ("quantize", S, "llama.cpp's quantizer"), ("quantization", S, "deprecated alias"),
         ("modelfile", S, "FROM, PARAMETER, TEMPLATE, SYSTEM, MESSAGE, LICENSE, ADAPTER"),

@@ -132,7 +132,9 @@ def build_request(name: str, modelfile: Path, quantize: str | None = None) -> tu
         named = local_files(value, folder)
         if named is None:
             raise CreateError(f"ADAPTER {value!r}: no such file or folder")
-        adapters.update(digests(named))
+        for rel, digest in digests(named).items():
+            if adapters.setdefault(rel, digest) != digest:  # two PEFT folders: both have adapter_config.json
+                raise CreateError(f"ADAPTER {value!r}: another ADAPTER already has a file named {rel!r}")
     if adapters:
         request["adapters"] = adapters
     parsed.pop("requires", None)

@@ -11,6 +11,9 @@ to the model instead (T-38). The checks, in llama.cpp's words where it has them:
 - every tensor is ``<base tensor>.lora_a`` or ``.lora_b``, in pairs, of a tensor the base has;
 - shapes: ``a`` is ``[n_in, r]``, ``b`` is ``[r, n_out]`` for a base ``[n_in, n_out]``
   (``token_embd`` is stored the other way round, as llama.cpp expects it).
+
+A PEFT safetensors adapter in ``adapters`` (Ollama tells it by a ``.safetensors`` file name) is
+converted to such a GGUF first (``services/models/peft.py``, ``convert/lora.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ...errors import BadRequest
 from ...gguf_info import GGUFInfo, TensorInfo
 
 _SUFFIXES = (".lora_a", ".lora_b")
+MAX_FILES = 256
 # LoRA tensors llama.cpp multiplies as given: a float type or a plain 8-bit one.
 _TYPES = {"F32", "F16", "BF16", "Q8_0"}
 
@@ -31,17 +35,28 @@ def _blob_ref(value: str) -> Digest | None:
     return Digest.parse(text) if text.startswith(("sha256:", "sha256-")) else None
 
 
-def adapter_digests(request: dict[str, object], blob: Callable[[object], Digest]) -> list[tuple[str, Digest]]:
-    """The adapters a create request names: ``adapters`` (file name to digest, as Ollama's JSON
-    form) and Modelfile ``ADAPTER`` lines (``adapters_from``), which on the server can only be
-    blob references: a path names a file on the client's machine. ``blob`` resolves a digest
-    (a 400 unless the blob exists and the caller may use it)."""
+def adapter_digests(request: dict[str, object],
+                    blob: Callable[[object], Digest]) -> tuple[list[tuple[str, Digest]], dict[str, Digest]]:
+    """The adapters a create request names: GGUF LoRAs from ``adapters`` (file name to digest, as
+    Ollama's JSON form) and Modelfile ``ADAPTER`` lines (``adapters_from``), which on the server can
+    only be blob references: a path names a file on the client's machine; and the files of a PEFT
+    adapter (file name to digest; empty if none): when ``adapters`` names a ``.safetensors``
+    file, every file in it but a ``.gguf`` one is part of that adapter (its config, README, ...).
+    ``blob`` resolves a digest (a 400 unless the blob exists and the caller may use it)."""
     named: list[tuple[str, Digest]] = []
+    peft: dict[str, Digest] = {}
     raw = request.get("adapters")
     if raw is not None:
         if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
             raise BadRequest("'adapters' must map file names to blob digests")
-        named += [(name, blob(digest)) for name, digest in raw.items()]
+        if len(raw) > MAX_FILES:
+            raise BadRequest("too many files in 'adapters'")
+        is_peft = any(name.endswith(".safetensors") for name in raw)
+        for name, digest in raw.items():
+            if is_peft and not name.lower().endswith(".gguf"):
+                peft[name] = blob(digest)
+            else:
+                named.append((name, blob(digest)))
     lines = request.get("adapters_from") or []
     if not isinstance(lines, list):
         raise BadRequest("'adapters_from' must be a list")
@@ -57,7 +72,7 @@ def adapter_digests(request: dict[str, object], blob: Callable[[object], Digest]
         if digest.hex not in seen:
             seen.add(digest.hex)
             unique.append((name, digest))
-    return unique
+    return unique, peft
 
 
 def check_adapter(adapter: GGUFInfo, base: GGUFInfo | None, name: str) -> None:

@@ -55,6 +55,7 @@ from ...templates.gotemplate import parse
 from ..access.ownership import Caller
 from .adapters import adapter_digests, check_adapter
 from .catalog import Catalog
+from .peft import check_peft, convert_peft
 from .projectors import check_projector, is_projector
 
 Event = dict[str, Any]
@@ -79,6 +80,7 @@ class CreatePlan:
     quantize: str | None = None
     base_config: dict[str, Any] = field(default_factory=dict)
     adapters: list[tuple[str, Digest]] = field(default_factory=list)  # LoRA GGUFs (services/models/adapters.py)
+    peft_adapter: dict[str, Digest] = field(default_factory=dict)  # a PEFT adapter's files, to convert (peft.py)
 
 
 def _looks_like_path(value: str) -> bool:
@@ -158,7 +160,7 @@ def plan_create(catalog: Catalog, request: dict[str, Any], limits: OptionLimits,
     if files:
         _plan_files(catalog, plan, files)
     _check_projectors(catalog, plan)
-    plan.adapters = adapter_digests(request, lambda digest: _existing_blob(catalog, digest, caller))
+    plan.adapters, plan.peft_adapter = adapter_digests(request, lambda digest: _existing_blob(catalog, digest, caller))
     _check_adapters(catalog, plan)
     for key in ("template", "system"):
         value = request.get(key)
@@ -224,15 +226,24 @@ def _check_projectors(catalog: Catalog, plan: CreatePlan) -> None:
 
 def _check_adapters(catalog: Catalog, plan: CreatePlan) -> None:
     """Each adapter must fit the weights it will be applied to (a 400 now, not a failed load)."""
-    if not plan.adapters or plan.source_files:  # converted weights are checked once they exist
+    if plan.source_files:  # converted weights: adapters are checked against them once they exist
+        if plan.peft_adapter:
+            check_peft(catalog, plan.peft_adapter, None, weights_later=True)
         return
+    base = _weights_info(catalog, plan) if plan.adapters or plan.peft_adapter else None
+    for name, digest in plan.adapters:
+        check_adapter(catalog.gguf_info(digest), base, name)
+    if plan.peft_adapter:
+        check_peft(catalog, plan.peft_adapter, base, weights_later=False)
+
+
+def _weights_info(catalog: Catalog, plan: CreatePlan) -> GGUFInfo | None:
+    """The header of the model GGUF the new model will run: uploaded in ``files``, else the base's."""
     weights = next((d for name, d in plan.gguf_files if not _is_projector(catalog, name, d)), None)
     if weights is None:
         layer = next((x for x in plan.base_layers if x.media_type == MEDIA_MODEL), None)
         weights = layer.digest if layer else None
-    base = catalog.gguf_info(weights) if weights else None
-    for name, digest in plan.adapters:
-        check_adapter(catalog.gguf_info(digest), base, name)
+    return catalog.gguf_info(weights) if weights else None
 
 
 def _is_projector(catalog: Catalog, file_name: str, digest: Digest) -> bool:
@@ -347,13 +358,16 @@ def _run_create(catalog: Catalog, plan: CreatePlan, created: set[Digest],
             model_info = info
         replaced.add(media)
         yield from add_blob(media, digest, blobs.size(digest) or 0)
-    if plan.adapters or MEDIA_MODEL in replaced:  # new weights: the base model's adapters may not fit them
+    if plan.adapters or plan.peft_adapter or MEDIA_MODEL in replaced:  # new weights: old adapters may not fit
         replaced.add(MEDIA_ADAPTER)
     converted = next((x for x in layers if x.media_type == MEDIA_MODEL), None) if plan.source_files else None
     for file_name, digest in plan.adapters:
         if converted is not None:  # weights this create converted: only now can the adapter be checked
             check_adapter(catalog.gguf_info(digest), catalog.gguf_info(converted.digest), file_name)
         yield from add_blob(MEDIA_ADAPTER, digest, blobs.size(digest) or 0)
+    if plan.peft_adapter:
+        base = catalog.gguf_info(converted.digest) if converted is not None else _weights_info(catalog, plan)
+        layers.append((yield from convert_peft(catalog, plan.peft_adapter, base, created)))
     if plan.quantize:
         if native_quantize is None:
             raise BadRequest("quantize is not available on this server")
