@@ -14,9 +14,9 @@ import pytest
 
 from serving import RunningServer, free_port
 from skyllama.cli import main
-from skyllama.client import commands
 from skyllama.client.formatting import human_bytes, human_time, processor
 from skyllama.client.http import Client
+from skyllama.client.interactive import interactive
 from skyllama.engine.fake import FakeEngine
 
 MODEL = "smollm2:135m"
@@ -100,7 +100,7 @@ def test_interactive_keeps_history_until_clear(fake_host: RunningServer, fake_en
                   '"""Two', 'lines"""', "/nope", "/bye", "never read"])
     args = argparse.Namespace(model=MODEL, keepalive=None, format=None, think=None, verbose=False)
     with Client() as client:
-        assert commands.interactive(client, args, read=lambda _prompt: next(lines)) == 0
+        assert interactive(client, args, read=lambda _prompt: next(lines)) == 0
     out = capsys.readouterr().out
     assert "First answer.\n\n" in out and "Cleared session context" in out and "Unknown command '/nope'" in out
     assert "Set parameter 'num_predict' to '50'" in out

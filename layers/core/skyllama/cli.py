@@ -48,8 +48,12 @@ def _serve(args: argparse.Namespace) -> int:
 def build_parser(*, serve_only: bool = False) -> argparse.ArgumentParser:
     """The command line; ``serve_only`` leaves the client commands out, whose modules a starting
     server would otherwise import for nothing (about 0.1 s of its cold start)."""
-    parser = argparse.ArgumentParser(prog="skyllama", description="An Ollama-compatible model server.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from . import OLLAMA_COMPAT_VERSION, __version__
+
+    parser = argparse.ArgumentParser(prog="skyllama", description=f"An Ollama-compatible model server "
+                                     f"(skyllama {__version__}, following Ollama {OLLAMA_COMPAT_VERSION}).")
+    parser.add_argument("-v", "--version", action="store_true", help="Show the server's version and this client's.")
+    sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="Start the server on OLLAMA_HOST.",
                            epilog="Environment: " + ", ".join(row[0] for row in Settings.describe()))
     serve.add_argument("--demo", action="store_true", help="Create the demo models first (smollm2:135m, all-minilm).")
@@ -76,9 +80,23 @@ def build_parser(*, serve_only: bool = False) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     words = sys.argv[1:] if argv is None else argv
-    args = build_parser(serve_only=words[:1] == ["serve"] and "-h" not in words and "--help" not in words).parse_args(words)
+    serving = words[:1] == ["serve"]
+    # The server logs at INFO; a client command shows warnings only (no "HTTP Request: ..." lines).
+    logging.basicConfig(level=logging.INFO if serving else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not serving:
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    parser = build_parser(serve_only=serving and "-h" not in words and "--help" not in words)
+    args = parser.parse_args(words)
+    if args.command is None:
+        if args.version:
+            from .client.version import print_version
+
+            return print_version()
+        parser.print_help()
+        return 0
     code: int = args.func(args)
     return code
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 CHUNK = 1 << 20
@@ -139,7 +140,7 @@ def presigned_upload(client: httpx.Client, plan: dict[str, Any], path: Path, say
     if already:
         say(f"resuming upload: {len(etags)} part(s) already stored")
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, transient=False) as progress, \
+    with Progress(*columns, transient=False, console=Console(stderr=True)) as progress, \
             httpx.Client(timeout=httpx.Timeout(60.0), transport=s3_transport) as s3:
         task = progress.add_task(f"uploading {plan['digest'][7:19]}", total=size, completed=already)
 

@@ -1,34 +1,23 @@
 """``skyllama run|list|ps|show|cp|rm|stop``: the ``ollama`` CLI's commands, talking to the running
 server at OLLAMA_HOST over HTTP, with the same output (``ollama list``'s NAME/ID/SIZE/MODIFIED
-table, ``ollama ps``'s PROCESSOR and UNTIL columns, ``ollama show``'s sections).
+table, ``ollama ps``'s PROCESSOR and UNTIL columns, ``ollama show``'s sections from ``show_info.py``).
 
-``run MODEL PROMPT`` streams one answer to stdout; ``run MODEL`` on a terminal is an interactive
-chat (``>>> ``, history, ``/clear``, ``/bye``); piped stdin becomes the prompt, as with ollama.
+``run`` itself is in ``run.py`` (one answer) and ``interactive.py`` (the ``>>> `` chat).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from ..settings import SettingsError
 from .formatting import human_bytes, human_time, parse_time, processor, table
 from .http import ApiError, Client, ClientError
-
-HELP = """Available Commands:
-  /set parameter  Set a parameter (e.g. /set parameter num_predict 64)
-  /clear          Clear session context
-  /bye            Exit
-  /?, /help       Help for a command
-
-Use \"\"\" to begin a multi-line message.
-"""
+from .run import cmd_run
+from .show_info import show_info
 
 
 def _out(text: str = "", end: str = "\n") -> None:
@@ -64,17 +53,6 @@ def cmd_ps(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _head(text: str, n: int) -> list[list[str]]:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return [["", line] for line in lines[:n]] + ([["", "..."]] if len(lines) > n else [])
-
-
-def _section(title: str, rows: list[list[str]]) -> None:
-    _out(f"  {title}")
-    _out(table(rows))
-    _out()
-
-
 def cmd_show(client: Client, args: argparse.Namespace) -> int:
     only = [f for f in ("license", "modelfile", "parameters", "system", "template") if getattr(args, f)]
     if len(only) > 1:
@@ -84,33 +62,8 @@ def cmd_show(client: Client, args: argparse.Namespace) -> int:
     if only:
         _out(str(info.get(only[0]) or ""), end="" if only[0] in ("system", "template") else "\n")
         return 0
-    details, model_info = info.get("details") or {}, info.get("model_info") or {}
-    arch = str(model_info.get("general.architecture") or details.get("family") or "")
-    rows = [["", "architecture", arch], ["", "parameters", str(details.get("parameter_size") or "")]]
-    for key, label in (("context_length", "context length"), ("embedding_length", "embedding length")):
-        if f"{arch}.{key}" in model_info:
-            rows.append(["", label, str(model_info[f"{arch}.{key}"])])
-    rows.append(["", "quantization", str(details.get("quantization_level") or "")])
-    _section("Model", rows)
-    if info.get("capabilities"):
-        _section("Capabilities", [["", c] for c in info["capabilities"]])
-    if info.get("parameters"):
-        _section("Parameters", [["", *line.split(None, 1)] for line in info["parameters"].splitlines() if line.strip()])
-    if args.verbose and model_info:
-        _section("Metadata", [["", k, _short(v)] for k, v in sorted(model_info.items())])
-    if args.verbose and info.get("tensors"):
-        _section("Tensors", [["", t["name"], t["type"], str(t["shape"])] for t in info["tensors"]])
-    if info.get("system"):
-        _section("System", _head(info["system"], 2))
-    if info.get("license"):
-        _section("License", _head(info["license"], 2))
+    _out(show_info(info, verbose=args.verbose), end="")
     return 0
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, list):
-        return str(value) if len(str(value)) <= 10 else f"{str(value[:1])[:-1]} ...+{len(value) - 1} more]"
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def cmd_cp(client: Client, args: argparse.Namespace) -> int:
@@ -146,200 +99,10 @@ def cmd_rm(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-# -- run --------------------------------------------------------------------------------------------
-
-def _options(args: argparse.Namespace, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": args.model}
-    if options:
-        body["options"] = options
-    if args.keepalive is not None:
-        body["keep_alive"] = args.keepalive
-    if args.format:
-        body["format"] = args.format
-    if args.think is not None:
-        body["think"] = {"true": True, "false": False}.get(args.think.lower(), args.think)
-    return body
-
-
-def _stats(final: dict[str, Any]) -> None:
-    """``--verbose``: timings and rates, as ``ollama run --verbose`` prints them (to stderr)."""
-    def seconds(key: str) -> float:
-        return float(final.get(key) or 0) / 1e9
-
-    lines = [f"total duration:       {seconds('total_duration'):.6f}s",
-             f"load duration:        {seconds('load_duration'):.6f}s"]
-    for label, count, dur in (("prompt eval", "prompt_eval_count", "prompt_eval_duration"),
-                              ("eval", "eval_count", "eval_duration")):
-        n, d = int(final.get(count) or 0), seconds(dur)
-        lines += [f"{label + ' count:':<22}{n} token(s)", f"{label + ' duration:':<22}{d:.6f}s"]
-        if d > 0:
-            lines.append(f"{label + ' rate:':<22}{n / d:.2f} tokens/s")
-    _err("\n".join(lines))
-
-
-def _print_stream(events: Iterator[dict[str, Any]], field: Callable[[dict[str, Any]], str]) -> tuple[str, dict]:
-    """Write each event's text as it arrives; the whole text and the final event.
-
-    On a terminal a spinner on stderr covers the wait (model load, prompt) until the first text.
-    """
-    from contextlib import ExitStack
-
-    parts, final = [], {}
-    with ExitStack() as spinner:
-        if sys.stderr.isatty():
-            from rich.console import Console
-
-            spinner.enter_context(Console(stderr=True).status("", spinner="dots"))
-        for event in events:
-            text = field(event)
-            if text:
-                spinner.close()
-                parts.append(text)
-                _out(text, end="")
-            if event.get("done"):
-                final = event
-    return "".join(parts), final
-
-
-def _ensure_model(client: Client, model: str) -> None:
-    """Pull the model first when the server does not have it (as ``ollama run`` does)."""
-    try:
-        client.show(model)
-    except ApiError as e:
-        if e.status != 404:
-            raise
-        from .transfer import render
-
-        if render(client.pull(model)) != 0:
-            raise ClientError(f"could not pull {model}") from None
-
-
-def run_once(client: Client, args: argparse.Namespace, prompt: str) -> int:
-    """``run MODEL PROMPT``: one streamed ``/api/generate`` answer, then a blank line."""
-    _text, final = _print_stream(client.generate({**_options(args), "prompt": prompt}),
-                                 lambda e: str(e.get("response") or ""))
-    if prompt:
-        _out("\n")
-    if args.verbose and final:
-        _stats(final)
-    return 0
-
-
-def _read_message(read: Callable[[str], str], first: str) -> str:
-    """A ``\"\"\"``-delimited multi-line message, started by ``first``."""
-    lines, text = [], first[3:]
-    while not text.rstrip().endswith('"""'):
-        lines.append(text)
-        text = read("... ")
-    lines.append(text.rstrip()[:-3])
-    return "\n".join(lines).strip()
-
-
-def interactive(client: Client, args: argparse.Namespace, read: Callable[[str], str] = input) -> int:
-    """The ``>>> `` chat loop: history kept across turns, ``/clear`` forgets it, ``/bye`` leaves."""
-    messages: list[dict[str, Any]] = []
-    options: dict[str, Any] = {}
-    while True:
-        try:
-            line = read(">>> ")
-        except EOFError:
-            _out()
-            return 0
-        except KeyboardInterrupt:
-            _out("\nUse Ctrl + d or /bye to exit.")
-            continue
-        text = line.strip()
-        if not text:
-            continue
-        if text.startswith('"""'):
-            text = _read_message(read, text)
-        elif text in ("/bye", "/exit"):
-            return 0
-        elif text == "/clear":
-            messages.clear()
-            _out("Cleared session context")
-            continue
-        elif text.startswith("/set parameter"):
-            _set_parameter(options, text.split()[2:])
-            continue
-        elif text in ("/?", "/help"):
-            _out(HELP)
-            continue
-        elif text.startswith("/"):
-            _out(f"Unknown command '{text.split()[0]}'. Type /? for help")
-            continue
-        messages.append({"role": "user", "content": text})
-        try:
-            reply, final = _print_stream(client.chat({**_options(args, options), "messages": messages}),
-                                         lambda e: str((e.get("message") or {}).get("content") or ""))
-        except KeyboardInterrupt:
-            messages.pop()
-            _out()
-            continue
-        _out("\n")
-        messages.append({"role": "assistant", "content": reply})
-        if args.verbose and final:
-            _stats(final)
-
-
-def _set_parameter(options: dict[str, Any], words: list[str]) -> None:
-    """``/set parameter KEY VALUE...``: an option for the following turns (``stop`` takes several)."""
-    from ..errors import SkyllamaError
-    from ..options import parse_parameter_text
-
-    if len(words) < 2:
-        _out("Usage:\n  /set parameter <name> <value>")
-        return
-    key, values = words[0], words[1:]
-    try:
-        value = values if key == "stop" else parse_parameter_text(key, " ".join(values))
-    except SkyllamaError as e:
-        _out(f"Couldn't set parameter: {e}")
-        return
-    options[key] = value
-    _out(f"Set parameter '{key}' to '{', '.join(values)}'")
-
-
-def _history() -> None:
-    """Line editing and a history file on a terminal (``~/.skyllama/history``; OLLAMA_NOHISTORY off)."""
-    try:
-        import readline
-    except ImportError:
-        return
-    if os.environ.get("OLLAMA_NOHISTORY", "").lower() in ("1", "true"):
-        return
-    path = Path.home() / ".skyllama" / "history"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            readline.read_history_file(path)
-    except OSError:
-        return
-    import atexit
-
-    atexit.register(lambda: readline.write_history_file(path))
-
-
-def cmd_run(client: Client, args: argparse.Namespace) -> int:
-    prompts = list(args.prompt)
-    piped = sys.stdin is None or not sys.stdin.isatty()
-    if piped and sys.stdin is not None:
-        text = sys.stdin.read()
-        if text:
-            prompts.insert(0, text)
-    _ensure_model(client, args.model)
-    if prompts or piped or not sys.stdout.isatty():
-        return run_once(client, args, " ".join(prompts))
-    _print_stream(client.generate({**_options(args), "prompt": ""}), lambda e: "")  # load it now
-    _history()
-    return interactive(client, args)
-
-
 # -- the parser -------------------------------------------------------------------------------------
 
 def _command(fn: Callable[[Client, argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        logging.getLogger("httpx").setLevel(logging.WARNING)
         try:
             with Client() as client:
                 return fn(client, args)

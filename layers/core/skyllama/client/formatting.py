@@ -87,13 +87,14 @@ def table(rows: list[list[str]], header: list[str] | None = None) -> str:
     """A borderless, left-aligned table with four spaces between columns (ollama's tablewriter)."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     grid = Table(box=None, show_header=header is not None, show_edge=False, pad_edge=False,
                  padding=(0, 4, 0, 0), header_style="bold")
     for name in header or [""] * max((len(r) for r in rows), default=0):
         grid.add_column(name, no_wrap=True, overflow="fold")
     for row in rows:
-        grid.add_row(*row)
+        grid.add_row(*(Text(cell) for cell in row))  # plain text: "[en]" is a value, not rich markup
     buffer = io.StringIO()
     Console(file=buffer, highlight=False, color_system=None, width=10_000).print(grid)
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())

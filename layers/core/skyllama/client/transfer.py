@@ -1,5 +1,6 @@
 """``skyllama pull NAME`` and ``skyllama push NAME``: talk to the running server (OLLAMA_HOST) and
-draw progress bars as ``ollama pull`` does (one bar per blob, status lines for the other steps).
+draw progress as ``ollama pull`` does (one bar per blob, status lines for the other steps, in order;
+``progress_view.py``).
 
 A key for a server with API keys on is read from ``SKYLLAMA_API_KEY`` (sent as a bearer token).
 """
@@ -22,29 +23,15 @@ def _say(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
-def render(events: Iterable[dict[str, Any]]) -> int:
-    """Draw progress for NDJSON events; 0 on ``success``, 1 on an ``error`` line."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+def render(events: Iterable[dict[str, Any]], *, push: bool = False) -> int:
+    """Draw progress for NDJSON events as ``ollama pull`` (``push``) does; 0 on ``success``, else 1
+    after ``Error: <text>``."""
+    from .progress_view import pull_label, push_label, show_progress
 
-    bars: dict[str, Any] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  transient=False) as progress:
-        for event in events:
-            if "error" in event:
-                progress.stop()
-                _say(f"Error: {event['error']}")
-                return 1
-            status = str(event.get("status", ""))
-            digest = event.get("digest")
-            if digest:
-                total = int(event.get("total") or 0)
-                if digest not in bars:
-                    bars[digest] = progress.add_task(status, total=total or None)
-                progress.update(bars[digest], completed=int(event.get("completed") or 0), total=total or None)
-            elif status:
-                progress.console.print(status)
-            if status == "success":
-                return 0
+    error = show_progress(events, push_label if push else pull_label)
+    if error is None:
+        return 0
+    _say(f"Error: {error}")
     return 1
 
 
@@ -75,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     body = {"model": args.name, "insecure": args.insecure, "stream": True}
     try:
-        return render(_events(f"{base}/api/{args.transfer}", body))
+        return render(_events(f"{base}/api/{args.transfer}", body), push=args.transfer == "push")
     except httpx.HTTPError as e:
         _say(f"Error: could not reach the server at {base}: {type(e).__name__}")
         return 1
