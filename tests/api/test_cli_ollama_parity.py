@@ -114,6 +114,10 @@ def test_show_verbose_prints_values_as_go_does(host: RunningServer, capsys: pyte
     assert code == 0
     metadata = out.split("  Metadata\n", 1)[1].split("\n\n", 1)[0]
     assert "None" not in metadata and "['" not in metadata and "True" not in metadata and "False" not in metadata
+    # a float32 as Go's JSON writes it (the API's value too), not the float64 of its bits
+    assert re.search(r"^    llama\.attention\.layer_norm_rms_epsilon\s{4,}1e-05$", metadata, re.M), metadata
+    shown = httpx.post(f"{host.url}/api/show", json={"model": MODEL}, timeout=30).json()
+    assert shown["model_info"]["llama.attention.layer_norm_rms_epsilon"] == 1e-05
     assert re.search(r"^    general\.languages\s{4,}\[en\]$", metadata, re.M), metadata
     assert re.search(r"^    general\.parameter_count\s{4,}1\.34515\d*e\+08$", metadata, re.M), metadata
     assert re.search(r"^    tokenizer\.ggml\.tokens\s{4,}\[\S+ \.\.\.\+\d+ more\]$", metadata, re.M), metadata

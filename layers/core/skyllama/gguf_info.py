@@ -195,9 +195,26 @@ def _value_type(raw: int, what: str) -> GGUFValueType:
         raise InvalidModelFile(f"invalid GGUF file: unknown value type {raw} in {what}") from None
 
 
+_F32 = struct.Struct("<f")
+
+
+def float32_value(value: float) -> float:
+    """A float32 as Go's JSON writes it: its shortest decimal that reads back to the same float32
+    (``1e-05``, where the float64 of its bits is 9.999999747378752e-06)."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return value
+    for digits in range(1, 10):
+        short = float(f"{value:.{digits}g}")
+        if _F32.unpack(_F32.pack(short))[0] == value:
+            return short
+    return value
+
+
 def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str, depth: int = 0,
                 keep_up_to: int = MAX_ARRAY_KEEP) -> tuple[Any, int | None]:
     """Read one value; arrays longer than ``keep_up_to`` are skipped and return (None, length)."""
+    if vtype == GGUFValueType.FLOAT32:
+        return float32_value(cur.unpack("<f", key)), None
     if vtype in _SCALARS:
         return cur.unpack(_SCALARS[vtype], key), None
     if vtype == GGUFValueType.STRING:
@@ -213,7 +230,8 @@ def _read_value(cur: _Cursor, vtype: GGUFValueType, key: str, depth: int = 0,
         if count > keep_up_to:
             cur.skip(count * width, key)
             return None, count
-        return [cur.unpack(_SCALARS[item_type], key) for _ in range(count)], None
+        items = [cur.unpack(_SCALARS[item_type], key) for _ in range(count)]
+        return [float32_value(v) for v in items] if item_type == GGUFValueType.FLOAT32 else items, None
     if count * 8 > cur.size:  # every string or nested array needs at least 8 bytes
         raise InvalidModelFile(f"invalid GGUF file: array {key} runs past the end of the file")
     keep = count <= keep_up_to
