@@ -21,6 +21,7 @@ from fake_registry import FakeRegistry, serve_registry
 from serving import RunningServer, clone_models, free_port, run_server
 from skyllama import OLLAMA_COMPAT_VERSION
 from skyllama.cli import main
+from skyllama.client.formatting import wrap_words
 from skyllama.client.gofmt import go_duration, go_float, go_value
 from skyllama.client.http import Client
 from skyllama.client.interactive import interactive
@@ -126,6 +127,21 @@ def test_show_verbose_prints_values_as_go_does(host: RunningServer, capsys: pyte
     assert re.search(r"^  Model\n    architecture        llama\n    parameters          134\.52M\n"
                      r"    context length      \d+\n    embedding length    576\n    quantization        \w+\n\n",
                      out, re.M), out
+
+
+def test_show_wraps_cells_as_tablewriter(host: RunningServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert wrap_words("The quick brown fox jumps over the lazy dog and keeps on running", 30) == [
+        "The quick brown fox jumps", "over the lazy dog and keeps on", "running"]  # least raggedness
+    words = " ".join(f"word{i:02d}" for i in range(24))  # 24 x 6 letters + spaces = 167 characters
+    r = httpx.post(f"{host.url}/api/create", timeout=120, json={
+        "model": "wordy", "from": MODEL, "system": f"{words}\nsecond line\nthird line", "stream": False})
+    assert r.status_code == 200, r.text
+    code, out, _ = cli(capsys, "show", "wordy")
+    system = out.split("  System\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    # 14 words (97 characters) then 10: the last line costs nothing, so the first is filled up to 100
+    assert code == 0 and system == ["    " + " ".join(f"word{i:02d}" for i in range(14)),
+                                    "    " + " ".join(f"word{i:02d}" for i in range(14, 24)),
+                                    "    second line", "    ..."]
 
 
 # -- interactive --------------------------------------------------------------------------------------

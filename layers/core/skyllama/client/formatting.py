@@ -83,8 +83,42 @@ def processor(size: int, size_vram: int) -> str:
     return f"{cpu}%/{100 - cpu}% CPU/GPU"
 
 
-def table(rows: list[list[str]], header: list[str] | None = None) -> str:
-    """A borderless, left-aligned table with four spaces between columns (ollama's tablewriter)."""
+def wrap_words(text: str, limit: int) -> list[str]:
+    """tablewriter's ``WrapString``: words split at single spaces (newlines are spaces), laid out in
+    lines of at most ``limit`` (or the longest word) by least raggedness, not greedily."""
+    words = text.replace("\n", " ").split(" ")
+    limit = max([limit, *(len(w) for w in words)])
+    n = len(words)
+    cost, breaks = [0] * (n + 1), [n] * n
+    for i in range(n - 1, -1, -1):
+        widths = [len(words[i])]
+        for w in words[i + 1:]:
+            widths.append(widths[-1] + 1 + len(w))
+        if widths[-1] <= limit:
+            continue  # the rest fits on one line: cost 0
+        best = None
+        for j in range(i + 1, n):
+            width = widths[j - 1 - i]
+            c = (limit - width) ** 2 + cost[j] + (100_000 if width > limit else 0)
+            if best is None or c < best:
+                best, breaks[i] = c, j
+        cost[i] = best if best is not None else 0
+    lines, i = [], 0
+    while i < n:
+        lines.append(" ".join(words[i:breaks[i]]))
+        i = breaks[i]
+    return lines
+
+
+def table(rows: list[list[str]], header: list[str] | None = None, wrap: int | None = None) -> str:
+    """A borderless, left-aligned table with four spaces between columns (ollama's tablewriter);
+    with ``wrap``, cells wrap at that width as tablewriter's auto-wrap does, on lines of their own."""
+    if wrap is not None:
+        wrapped: list[list[str]] = []
+        for row in rows:
+            cells = [wrap_words(cell, wrap) for cell in row]
+            wrapped += [[c[k] if k < len(c) else "" for c in cells] for k in range(max(map(len, cells), default=0))]
+        rows = wrapped
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text

@@ -127,6 +127,7 @@ def show_info(info: dict[str, Any], verbose: bool = False) -> str:
         sections.append(("License", _head(info["license"], 2)))
     out = []
     for title, rows in sections:
-        body = table(rows)  # tablewriter draws nothing for no rows
+        # tablewriter draws nothing for no rows, and wraps cells at 30 (100 for System and License)
+        body = table(rows, wrap=100 if title in ("System", "License") else 30)
         out.append(f"  {title}\n" + (body + "\n" if body else "") + "\n")
     return "".join(out)
