@@ -2,6 +2,8 @@
 
 Each ``*_store`` fixture is parametrized over ``local`` and ``aws`` and yields a small harness:
 the adapter plus what a test needs to look behind it (leftover temporary objects, raw clients).
+The S3 ones also run on ``it-s3``, a real S3 engine at ``IT_S3_ENDPOINT`` (LocalStack in CI,
+see ``it_s3.py``), which checks the checksums and signatures moto ignores.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 import pytest
 from contract_support import BUCKET, MIB, PREFIX, QUEUE, TABLE, BlobHarness, FakeClock, client
+
+import it_s3
 
 
 @pytest.fixture
@@ -43,21 +47,25 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
-@pytest.fixture(params=["local", "aws"])
-def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobHarness:
+@pytest.fixture(params=["local", "aws", it_s3.KIND])
+def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobHarness]:
     if request.param == "local":
         from skyllama.adapters.local.blobs import LocalBlobStore
 
-        store = LocalBlobStore(tmp_path / "models")
-        return BlobHarness(
-            "local", store, lambda: sorted(p.name for p in store.folder.iterdir() if p.name.startswith("."))
+        local = LocalBlobStore(tmp_path / "models")
+        yield BlobHarness(
+            "local", local, lambda: sorted(p.name for p in local.folder.iterdir() if p.name.startswith("."))
         )
-    request.getfixturevalue("aws")
+        return
     from skyllama.adapters.aws.s3_blobs import S3BlobStore
     from skyllama.adapters.aws.tables import create_bucket
 
-    s3 = client("s3")
-    create_bucket(s3, BUCKET, prefix=PREFIX)
+    if request.param == "aws":
+        request.getfixturevalue("aws")
+        s3 = client("s3")
+        create_bucket(s3, BUCKET, prefix=PREFIX)
+    else:
+        s3 = it_s3.fresh_bucket(BUCKET, prefix=PREFIX)
     store = S3BlobStore(BUCKET, prefix=PREFIX, client=s3, cache_dir=tmp_path / "cache", part_size=5 * MIB)
 
     def leftovers() -> list[str]:
@@ -66,22 +74,30 @@ def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobHarness:
         cached = [p.name for p in (tmp_path / "cache").glob(".*")]
         return [o["Key"] for o in temp] + [u["Key"] for u in open_uploads] + cached
 
-    return BlobHarness("aws", store, leftovers, s3=s3)
+    yield BlobHarness(request.param, store, leftovers, s3=s3)
+    if request.param == it_s3.KIND:
+        it_s3.empty_bucket(s3, BUCKET)
 
 
-@pytest.fixture(params=["local", "aws"])
-def manifests(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+@pytest.fixture(params=["local", "aws", it_s3.KIND])
+def manifests(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "local":
         from skyllama.adapters.local.manifests import LocalManifestStore
 
-        return LocalManifestStore(tmp_path / "models")
-    request.getfixturevalue("aws")
+        yield LocalManifestStore(tmp_path / "models")
+        return
     from skyllama.adapters.aws.s3_manifests import S3ManifestStore
     from skyllama.adapters.aws.tables import create_bucket
 
-    s3 = client("s3")
-    create_bucket(s3, BUCKET, prefix=PREFIX)
-    return S3ManifestStore(BUCKET, prefix=PREFIX, client=s3)
+    if request.param == "aws":
+        request.getfixturevalue("aws")
+        s3 = client("s3")
+        create_bucket(s3, BUCKET, prefix=PREFIX)
+    else:
+        s3 = it_s3.fresh_bucket(BUCKET, prefix=PREFIX)
+    yield S3ManifestStore(BUCKET, prefix=PREFIX, client=s3)
+    if request.param == it_s3.KIND:
+        it_s3.empty_bucket(s3, BUCKET)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 import requests
 from contract_support import BUCKET, MIB, PREFIX, TABLE, client
 
+import it_s3
 from skyllama.adapters.aws._common import normalize_prefix
 from skyllama.adapters.aws.dynamodb_state import DynamoDBStateStore
 from skyllama.adapters.aws.s3_blobs import S3BlobStore
@@ -29,10 +31,17 @@ def d(data: bytes) -> Digest:
     return Digest(hashlib.sha256(data).hexdigest())
 
 
-@pytest.fixture
-def s3(aws: None) -> Any:
-    create_bucket(client("s3"), BUCKET, prefix=PREFIX)
-    return client("s3")
+@pytest.fixture(params=["aws", it_s3.KIND])
+def s3(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """moto, and the real-S3 tier (which checks the presigned URLs' SigV4 signatures)."""
+    if request.param == "aws":
+        request.getfixturevalue("aws")
+        create_bucket(client("s3"), BUCKET, prefix=PREFIX)
+        yield client("s3")
+        return
+    s3 = it_s3.fresh_bucket(BUCKET, prefix=PREFIX)
+    yield s3
+    it_s3.empty_bucket(s3, BUCKET)
 
 
 @pytest.fixture
@@ -85,6 +94,24 @@ def test_presigned_upload_ids_are_checked(store: S3BlobStore, s3: Any) -> None:
             store.complete_presigned(d(DATA), upload, plan["upload_id"])
     store.abort_presigned(plan["upload"], plan["upload_id"])
     assert leftovers(s3) == []
+
+
+def test_presigned_part_urls_work_only_as_signed(tmp_path: Path) -> None:
+    """On the real-S3 tier (moto checks no signatures): a forged signature, or a URL moved to
+    another part number, is refused with 403 and stores nothing."""
+    s3 = it_s3.fresh_bucket(BUCKET, prefix=PREFIX)
+    store = S3BlobStore(BUCKET, prefix=PREFIX, client=s3, cache_dir=tmp_path, part_size=5 * MIB)
+    plan = store.presign_upload(d(DATA), len(DATA))
+    url = plan["parts"][0]["url"]
+    sig = url.index("X-Amz-Signature=") + len("X-Amz-Signature=")
+    forged = url[:sig] + ("1" if url[sig] == "0" else "0") + url[sig + 1 :]
+    for bad in (forged, url.replace("partNumber=1", "partNumber=2")):
+        assert requests.put(bad, data=b"x", timeout=30).status_code == 403
+    assert s3.list_parts(Bucket=BUCKET, Key=PREFIX + "uploads/presigned-" + plan["upload"],
+                         UploadId=plan["upload_id"]).get("Parts", []) == []
+    store.abort_presigned(plan["upload"], plan["upload_id"])
+    assert leftovers(s3) == []
+    it_s3.empty_bucket(s3, BUCKET)
 
 
 def test_tampered_object_never_reaches_the_cache(store: S3BlobStore, s3: Any, tmp_path: Path) -> None:

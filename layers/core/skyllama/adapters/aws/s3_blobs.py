@@ -4,7 +4,8 @@ We hash every byte ourselves (S3 and moto never check a full sha256 of a multipa
 publish under the final key only after the digest checks out:
 
 - a blob smaller than one part is a single PutObject (atomic, with ``ChecksumSHA256`` so S3
-  checks it too);
+  checks it too); each part of a multipart upload carries its own ``ChecksumSHA256``, so S3
+  refuses a part damaged on the way (``BadDigest``) whatever botocore's checksum defaults are;
 - a bigger blob with an expected digest is a multipart upload *to its final key*: an unfinished
   multipart upload is not an object (GET, HEAD and LIST never see it), and we only call
   CompleteMultipartUpload, which publishes atomically, after our hash matches; otherwise abort;
@@ -93,15 +94,20 @@ class S3BlobWriter(BlobWriter):
                     self._key = self._store.key(self._expected)
                 else:
                     self._key = self._store.temp_key(uuid.uuid4().hex)
-                self._upload_id = s3.create_multipart_upload(Bucket=bucket, Key=self._key)["UploadId"]
+                self._upload_id = s3.create_multipart_upload(
+                    Bucket=bucket, Key=self._key, ChecksumAlgorithm="SHA256"
+                )["UploadId"]
             number = len(self._parts) + 1
+            body = bytes(self._buf[:n])
+            checksum = base64.b64encode(hashlib.sha256(body).digest()).decode()
             resp = s3.upload_part(
-                Bucket=bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=bytes(self._buf[:n])
+                Bucket=bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body,
+                ChecksumSHA256=checksum,
             )
         except VENDOR_ERRORS as e:
             self.abort()
             raise store_error("S3", "upload", e) from e
-        self._parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+        self._parts.append({"PartNumber": number, "ETag": resp["ETag"], "ChecksumSHA256": checksum})
         del self._buf[:n]
 
     def commit(self) -> Digest:
