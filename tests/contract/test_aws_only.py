@@ -25,6 +25,7 @@ from skyllama.errors import BadRequest, DigestMismatch, StoreError
 from skyllama.names import ModelName
 
 DATA = os.urandom(11 * MIB + 3)
+DAMAGED = DATA[:-1] + bytes([DATA[-1] ^ 1])  # (a fixed last byte would equal DATA's once in 256 runs)
 
 
 def d(data: bytes) -> Digest:
@@ -79,7 +80,7 @@ def test_presigned_upload_is_verified_then_published(store: S3BlobStore, s3: Any
 
 def test_presigned_upload_with_wrong_bytes_keeps_nothing(store: S3BlobStore, s3: Any) -> None:
     plan = store.presign_upload(d(DATA), len(DATA))
-    upload_parts(plan, DATA[:-1] + b"!")
+    upload_parts(plan, DAMAGED)
     with pytest.raises(DigestMismatch):
         store.complete_presigned(d(DATA), plan["upload"], plan["upload_id"])
     assert not store.exists(d(DATA))
@@ -116,7 +117,7 @@ def test_presigned_part_urls_work_only_as_signed(tmp_path: Path) -> None:
 
 def test_tampered_object_never_reaches_the_cache(store: S3BlobStore, s3: Any, tmp_path: Path) -> None:
     digest = store.put_bytes(DATA)
-    s3.put_object(Bucket=BUCKET, Key=store.key(digest), Body=DATA[:-1] + b"?")  # bit rot / tampering
+    s3.put_object(Bucket=BUCKET, Key=store.key(digest), Body=DAMAGED)  # bit rot / tampering
     with pytest.raises(StoreError, match="integrity"):
         store.local_path(digest)
     assert list((tmp_path / "cache").iterdir()) == []
