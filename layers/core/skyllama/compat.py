@@ -44,7 +44,8 @@ ROUTES: list[tuple[str, str, str, str]] = [
     ("POST", "/v1/messages", S, "Anthropic Messages, streamed and not, tools; Ollama's checks and texts; "
                                 "thinking a model lacks is dropped (Ollama's relax_thinking); stop_reason "
                                 "`stop_sequence` names the one that fired (Ollama: `end_turn`); the stream's "
-                                "input_tokens counted, not estimated"),
+                                "input_tokens counted, not estimated; an unknown content block type is a 400 "
+                                "(Ollama skips it silently)"),
     ("POST", "/v1/messages/count_tokens", S, "the rendered prompt counted by the model's tokenizer "
                                              "(Ollama has no route for it)"),
     ("POST", "/v1/responses", S, "string or item-list input, instructions, function tools and calls, "
