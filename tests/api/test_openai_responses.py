@@ -58,11 +58,15 @@ def test_message_list_input(fake_client: openai.OpenAI, fake_engine: FakeEngine)
 def test_streamed_events_and_sequence_numbers(fake_client: openai.OpenAI, fake_engine: FakeEngine) -> None:
     fake_engine.enqueue(["a", "b", "c"])
     events = list(fake_client.responses.create(model=MODEL, input="x", stream=True))
-    assert [e.type for e in events] == [
+    types = [e.type for e in events]
+    # Text that piles up while the client is being written to leaves as one delta (worker.py,
+    # runner/remote.py), so three tokens are one to three deltas: compare with the run collapsed.
+    collapsed = [t for i, t in enumerate(types) if not (t == "response.output_text.delta" and types[i - 1] == t)]
+    assert collapsed == [
         "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
-        "response.output_text.delta", "response.output_text.delta", "response.output_text.delta",
-        "response.output_text.done", "response.content_part.done", "response.output_item.done",
-        "response.completed"]
+        "response.output_text.delta", "response.output_text.done", "response.content_part.done",
+        "response.output_item.done", "response.completed"]
+    assert 1 <= types.count("response.output_text.delta") <= 3
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "abc"
     done = events[-1].response
