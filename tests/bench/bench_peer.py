@@ -92,6 +92,13 @@ def peer_server(gguf: str, *, n_ctx: int, embedding: bool = False) -> Iterator[s
         proc.wait(30)
 
 
+# Seconds between two measured runs. After an answer skyllama evaluates it into its prompt cache
+# while idle (prefix_cache.py's refill: ~0.7 s of both cores for a 128-token answer here); a peer
+# run started at once shares the CPU with it and measured half its decode rate (31 against 55-60
+# tokens/s). Both sides get the same pause, so each run starts on an idle machine.
+SETTLE_S = 3.0
+
+
 def _interleaved(repeats: int, sides: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
     """Each side once per repeat, in turn (A B A B), after one warm-up run of each."""
     for fn in sides.values():
@@ -99,6 +106,7 @@ def _interleaved(repeats: int, sides: dict[str, Callable[[], float]]) -> dict[st
     out: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(repeats):
         for name, fn in sides.items():
+            time.sleep(SETTLE_S)
             out[name].append(fn())
     return out
 
