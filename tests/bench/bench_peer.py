@@ -144,6 +144,7 @@ def _conversation_ttfts(clients: dict[str, httpx.Client], n: int) -> dict[str, l
         for name, client in clients.items():
             history = histories[name]
             history.append({"role": "user", "content": text.format(n=n) if i == 0 else text})
+            time.sleep(SETTLE_S)  # the previous side's refill must not share the CPU with this turn
             answer: Streamed = stream_v1(client, SMOLLM2_NAME, history, TURN_TOKENS)
             history.append({"role": "assistant", "content": answer.text})
             ttfts[name].append(answer.ttft_ms)
