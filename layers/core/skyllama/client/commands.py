@@ -2,7 +2,7 @@
 server at OLLAMA_HOST over HTTP, with the same output (``ollama list``'s NAME/ID/SIZE/MODIFIED
 table, ``ollama ps``'s PROCESSOR and UNTIL columns, ``ollama show``'s sections from ``show_info.py``).
 
-``run`` itself is in ``run.py`` (one answer) and ``interactive.py`` (the ``>>> `` chat).
+``run`` itself is in ``interactive.py`` (which starts the ``>>> `` chat, or hands a single answer to ``run.py``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..settings import SettingsError
-from .formatting import human_bytes, human_time, parse_time, processor, table
+from .formatting import human_bytes, human_time, models_table, parse_time, processor, table
 from .http import ApiError, Client, ClientError
-from .run import cmd_run
+from .interactive import cmd_run
 from .show_info import show_info
 
 
@@ -32,10 +32,7 @@ def _err(text: str) -> None:
 # -- list, ps, show, cp, rm, stop -----------------------------------------------------------------
 
 def cmd_list(client: Client, args: argparse.Namespace) -> int:
-    rows = [[m["name"], m.get("digest", "")[:12], human_bytes(int(m.get("size") or 0)),
-             human_time(parse_time(m.get("modified_at")))]
-            for m in client.tags() if not args.prefix or m["name"].lower().startswith(args.prefix.lower())]
-    _out(table(rows, ["NAME", "ID", "SIZE", "MODIFIED"]))
+    _out(models_table(client.tags(), args.prefix))
     return 0
 
 

@@ -7,6 +7,7 @@ import io
 import math
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 
 def human_bytes(size: int) -> str:
@@ -132,3 +133,11 @@ def table(rows: list[list[str]], header: list[str] | None = None, wrap: int | No
     buffer = io.StringIO()
     Console(file=buffer, highlight=False, color_system=None, width=10_000).print(grid)
     return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
+
+
+def models_table(models: list[dict[str, Any]], prefix: str = "") -> str:
+    """``ollama list``'s NAME/ID/SIZE/MODIFIED table of ``/api/tags`` models whose name starts with ``prefix``."""
+    rows = [[m["name"], m.get("digest", "")[:12], human_bytes(int(m.get("size") or 0)),
+             human_time(parse_time(m.get("modified_at")))]
+            for m in models if not prefix or m["name"].lower().startswith(prefix.lower())]
+    return table(rows, ["NAME", "ID", "SIZE", "MODIFIED"])

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .formatting import models_table
 from .gofmt import go_value
 from .http import ApiError, Client
-from .run import print_stream, print_summary, request_body
+from .run import ensure_model, print_stream, print_summary, request_body, run_once
 from .show_info import show_info
 
 USAGE = """Available Commands:
@@ -277,9 +280,7 @@ def _command(client: Client, session: Session, line: str, read: Read) -> bool:
     words = line.split()
     name = words[0]
     if name == "/list":
-        from .commands import cmd_list
-
-        cmd_list(client, argparse.Namespace(prefix=words[1] if len(words) > 1 else ""))
+        _out(models_table(client.tags(), words[1] if len(words) > 1 else ""))
     elif name == "/load":
         _load(client, session, words)
     elif name == "/save":
@@ -337,3 +338,38 @@ def interactive(client: Client, args: argparse.Namespace, read: Read = input) ->
         session.messages.append({"role": "assistant", "content": reply})
         if args.verbose and final:
             print_summary(final)
+
+
+def _history() -> None:
+    """Line editing and a history file on a terminal (``~/.skyllama/history``; OLLAMA_NOHISTORY off)."""
+    try:
+        import readline
+    except ImportError:
+        return
+    if os.environ.get("OLLAMA_NOHISTORY", "").lower() in ("1", "true"):
+        return
+    path = Path.home() / ".skyllama" / "history"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            readline.read_history_file(path)
+    except OSError:
+        return
+    import atexit
+
+    atexit.register(lambda: readline.write_history_file(path))
+
+
+def cmd_run(client: Client, args: argparse.Namespace) -> int:
+    prompts = list(args.prompt)
+    piped = sys.stdin is None or not sys.stdin.isatty()
+    if piped and sys.stdin is not None:
+        text = sys.stdin.read()
+        if text:
+            prompts.insert(0, text)
+    ensure_model(client, args.model)
+    if prompts or piped or not sys.stdout.isatty():
+        return run_once(client, args, " ".join(prompts))
+    print_stream(client.generate({**request_body(args), "prompt": ""}), lambda e: "")  # load it now
+    _history()
+    return interactive(client, args)

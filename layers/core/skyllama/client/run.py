@@ -6,11 +6,9 @@ line only when its value is set, durations as Go's ``time.Duration`` prints them
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 from .gofmt import go_duration
@@ -105,40 +103,3 @@ def run_once(client: Client, args: argparse.Namespace, prompt: str) -> int:
     if args.verbose and final:
         print_summary(final)
     return 0
-
-
-def _history() -> None:
-    """Line editing and a history file on a terminal (``~/.skyllama/history``; OLLAMA_NOHISTORY off)."""
-    try:
-        import readline
-    except ImportError:
-        return
-    if os.environ.get("OLLAMA_NOHISTORY", "").lower() in ("1", "true"):
-        return
-    path = Path.home() / ".skyllama" / "history"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            readline.read_history_file(path)
-    except OSError:
-        return
-    import atexit
-
-    atexit.register(lambda: readline.write_history_file(path))
-
-
-def cmd_run(client: Client, args: argparse.Namespace) -> int:
-    prompts = list(args.prompt)
-    piped = sys.stdin is None or not sys.stdin.isatty()
-    if piped and sys.stdin is not None:
-        text = sys.stdin.read()
-        if text:
-            prompts.insert(0, text)
-    ensure_model(client, args.model)
-    if prompts or piped or not sys.stdout.isatty():
-        return run_once(client, args, " ".join(prompts))
-    print_stream(client.generate({**request_body(args), "prompt": ""}), lambda e: "")  # load it now
-    _history()
-    from .interactive import interactive
-
-    return interactive(client, args)
