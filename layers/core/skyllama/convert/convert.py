@@ -10,7 +10,6 @@ nothing half-written is left behind on failure.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import gguf
 import numpy as np
 
 from skyllama.convert import bert, llama
+from skyllama.convert.gguf_file import gguf_written
 from skyllama.convert.hf_model import HFModel, PlannedTensor
 from skyllama.convert.safetensors_reader import open_checkpoint
 from skyllama.errors import BadRequest, InvalidModelFile
@@ -128,11 +128,7 @@ def _write(
     plan: list[PlannedTensor],
     say: Progress,
 ) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=".convert-", suffix=".gguf.tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    writer = gguf.GGUFWriter(tmp, arch_name)
-    try:
+    with gguf_written(out_path, arch_name, ".convert-") as writer:
         writer.add_type(gguf.GGUFType.MODEL)
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
@@ -146,12 +142,6 @@ def _write(
             writer.write_tensor_data(array)
             if (i + 1) % max(1, len(plan) // 10) == 0:
                 say(f"writing tensors {i + 1}/{len(plan)}")
-        writer.close()
-        os.replace(tmp, out_path)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _load_all(plan: list[PlannedTensor]) -> Iterator[np.ndarray]:

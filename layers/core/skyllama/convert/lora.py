@@ -19,9 +19,7 @@ biases, saved modules, other targets) is a 400 before anything is written.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 import gguf
 import numpy as np
 
+from skyllama.convert.gguf_file import gguf_written
 from skyllama.convert.llama import permute_qk
 from skyllama.convert.safetensors_reader import Checkpoint, open_checkpoint
 from skyllama.errors import BadRequest, InvalidModelFile
@@ -217,11 +216,7 @@ def convert_adapter(files: Mapping[str, Path], base: GGUFInfo, out_path: Path) -
     number of tensors. Written under a temporary name and renamed: nothing half-written remains."""
     plan = plan_adapter(files, base)
     n_head, n_kv = _heads(base)
-    fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=".adapter-", suffix=".gguf.tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    writer = gguf.GGUFWriter(tmp, base.architecture)
-    try:
+    with gguf_written(out_path, base.architecture, ".adapter-") as writer:
         writer.add_type(gguf.GGUFType.ADAPTER)
         writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
         writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, plan.alpha)
@@ -245,10 +240,4 @@ def convert_adapter(files: Mapping[str, Path], base: GGUFInfo, out_path: Path) -
             if not np.isfinite(half).all():  # NaN, or beyond F16's range
                 raise _fail(f"tensor {name[:100]!r} has values F16 cannot hold")
             writer.write_tensor_data(half)
-        writer.close()
-        os.replace(tmp, out_path)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
     return len(tensors)
