@@ -47,6 +47,18 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
+def _empty_bucket(request: pytest.FixtureRequest) -> Any:
+    """An S3 client with an empty BUCKET: on moto ("aws") or on the real S3 engine (``it_s3``)."""
+    from skyllama.adapters.aws.tables import create_bucket
+
+    if request.param != "aws":
+        return it_s3.fresh_bucket(BUCKET, prefix=PREFIX)
+    request.getfixturevalue("aws")
+    s3 = client("s3")
+    create_bucket(s3, BUCKET, prefix=PREFIX)
+    return s3
+
+
 @pytest.fixture(params=["local", "aws", it_s3.KIND])
 def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobHarness]:
     if request.param == "local":
@@ -58,14 +70,8 @@ def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobHarnes
         )
         return
     from skyllama.adapters.aws.s3_blobs import S3BlobStore
-    from skyllama.adapters.aws.tables import create_bucket
 
-    if request.param == "aws":
-        request.getfixturevalue("aws")
-        s3 = client("s3")
-        create_bucket(s3, BUCKET, prefix=PREFIX)
-    else:
-        s3 = it_s3.fresh_bucket(BUCKET, prefix=PREFIX)
+    s3 = _empty_bucket(request)
     store = S3BlobStore(BUCKET, prefix=PREFIX, client=s3, cache_dir=tmp_path / "cache", part_size=5 * MIB)
 
     def leftovers() -> list[str]:
@@ -75,7 +81,7 @@ def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobHarnes
         return [o["Key"] for o in temp] + [u["Key"] for u in open_uploads] + cached
 
     yield BlobHarness(request.param, store, leftovers, s3=s3)
-    if request.param == it_s3.KIND:
+    if request.param == it_s3.KIND:  # the real engine outlives the test: leave its bucket empty
         it_s3.empty_bucket(s3, BUCKET)
 
 
@@ -87,14 +93,8 @@ def manifests(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
         yield LocalManifestStore(tmp_path / "models")
         return
     from skyllama.adapters.aws.s3_manifests import S3ManifestStore
-    from skyllama.adapters.aws.tables import create_bucket
 
-    if request.param == "aws":
-        request.getfixturevalue("aws")
-        s3 = client("s3")
-        create_bucket(s3, BUCKET, prefix=PREFIX)
-    else:
-        s3 = it_s3.fresh_bucket(BUCKET, prefix=PREFIX)
+    s3 = _empty_bucket(request)
     yield S3ManifestStore(BUCKET, prefix=PREFIX, client=s3)
     if request.param == it_s3.KIND:
         it_s3.empty_bucket(s3, BUCKET)
